@@ -1,0 +1,1 @@
+"""vidssl: MoCo v2 on video frame pairs and region tracks, end to end."""

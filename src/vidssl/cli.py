@@ -1,0 +1,19 @@
+"""Run a stage function from a Snakemake script: log to the rule's log, user mistakes as one line."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from vidssl.io import UserError, rule_logger
+
+
+def run_stage(smk, stage: Callable) -> None:
+    """Call `stage(log)` with the rule's logger; a UserError ends the job with one clear line, not a traceback."""
+    log = rule_logger(smk.log[0] if smk.log else None, name=smk.rule)
+    console = sys.__stderr__
+    try:
+        stage(log)
+    except UserError as error:
+        log.error("%s", error)
+        print(f"vidssl {smk.rule}: {error}", file=console)
+        sys.exit(1)

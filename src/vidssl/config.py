@@ -1,0 +1,98 @@
+"""Checks of a validated config that a JSON schema cannot express, and the names the DAG is built from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidssl.io import UserError
+
+TRAINED = ("moco", "fti", "region_tracker", "supervised")
+SYNTHETIC_ROOT = "resources/synthetic"
+
+
+def schema_error_line(message: str) -> str:
+    """Reduce a jsonschema/Snakemake validation message to one line naming the key and the problem."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    problem = next((l for l in lines if not l.lower().startswith(("error validating", "failed validating"))), lines[0] if lines else "")
+    where = next((l for l in lines if l.startswith("On instance")), "")
+    key = where.removeprefix("On instance").strip(" :").replace("']['", ".").strip("[]'") if where else ""
+    problem = problem.removeprefix("ValidationError: ")
+    return f"invalid config{f' at {key}' if key else ''}: {problem}"
+
+
+def _existing(value: str | None, key: str, *, kind: str = "any") -> str | None:
+    """Resolve a configured path and check it exists; None stays None."""
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.exists():
+        raise UserError(f"config {key}: {path} does not exist")
+    if kind == "dir" and not path.is_dir():
+        raise UserError(f"config {key}: {path} is not a folder")
+    if kind == "file" and not path.is_file():
+        raise UserError(f"config {key}: {path} is not a file")
+    return str(path)
+
+
+def check(config: dict) -> dict:
+    """Resolve and check paths and method names in place; return the config."""
+    videos = config["videos"]
+    if videos["source"] == "synthetic":
+        videos["path"] = f"{SYNTHETIC_ROOT}/videos"
+    elif videos["path"] is None:
+        raise UserError(f"config videos.path: required when videos.source is {videos['source']}")
+    else:
+        videos["path"] = _existing(videos["path"], "videos.path", kind="dir")
+    train, partseg, evaluation = config["train"], config["partseg"], config["evaluation"]
+    train["labelled"] = _existing(train["labelled"], "train.labelled", kind="dir")
+    for key in ("images", "annotations", "split_lists"):
+        partseg[key] = _existing(partseg[key], f"partseg.{key}", kind="dir")
+    if (partseg["images"] is None) != (partseg["annotations"] is None):
+        raise UserError("config partseg.images and partseg.annotations: give both (real Pascal-Part) or neither (synthetic)")
+    for key in ("aloi", "got10k"):
+        evaluation[key] = _existing(evaluation[key], f"evaluation.{key}", kind="dir")
+    for name, entry in config["pretrained"].items():
+        if name in TRAINED or name == "random":
+            raise UserError(f"config pretrained.{name}: the name is taken by a built-in method")
+        entry["path"] = _existing(entry["path"], f"pretrained.{name}.path", kind="file")
+    known = {"random", *train["methods"], *config["pretrained"]}
+    unknown = [m for m in config["table5"]["methods"] if m not in known]
+    if unknown:
+        raise UserError(f"config table5.methods: {unknown} are neither trained (train.methods), 'random', nor pretrained")
+    if "supervised" in train["methods"] and train["labelled"] is None and videos["source"] != "synthetic":
+        raise UserError("config train.methods: 'supervised' needs train.labelled (an ImageFolder) outside the synthetic world")
+    if config["moco"]["queue"] % config["train"]["batch_size"]:
+        raise UserError(f"config moco.queue ({config['moco']['queue']}) must be a multiple of train.batch_size "
+                        f"({config['train']['batch_size']})")
+    if not eval_datasets(config):
+        raise UserError("config evaluation: no invariance dataset (synthetic_sets empty and neither aloi nor got10k given)")
+    return config
+
+
+def uses_synthetic(config: dict) -> dict[str, bool]:
+    """Which parts of the synthetic world this config reads."""
+    return {
+        "videos": config["videos"]["source"] == "synthetic",
+        "labelled": config["train"]["labelled"] is None and bool({"supervised"} & set(config["train"]["methods"]) or config["train"]["knn_every"]),
+        "partseg": config["partseg"]["images"] is None,
+        "trajectories": bool(config["evaluation"]["synthetic_sets"]),
+    }
+
+
+def eval_datasets(config: dict) -> list[str]:
+    evaluation = config["evaluation"]
+    names = list(evaluation["synthetic_sets"])
+    if evaluation["aloi"]:
+        names += ["aloi_view", "aloi_illum"]
+    if evaluation["got10k"]:
+        names += ["got10k_occlusion"]
+    return names
+
+
+def methods(config: dict) -> list[str]:
+    """Every method whose backbone is evaluated: Table 5's rows first, then any other trained method."""
+    rows = config["table5"]["methods"]
+    return rows + [m for m in config["train"]["methods"] if m not in rows]
+
+
+def display_name(config: dict, method: str) -> str:
+    return config["table5"]["names"].get(method, method)

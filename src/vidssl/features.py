@@ -1,0 +1,98 @@
+"""Frozen-encoder features of every evaluation image, written incrementally into one HDF5 file per method and dataset.
+
+The representation is the ResNet's global-average-pooled output after the last ReLU (fc removed), on inputs normalised
+with ImageNet statistics, as in the paper's published scoring code.
+"""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from vidssl.backbone import feature_dim, load_backbone
+from vidssl.datasets.eval_sets import load_image
+from vidssl.io import UserError, atomic_path, read_parquet
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+class IndexImages(Dataset):
+    """Images listed in an evaluation index (path, optional box), loaded as RGB uint8 squares."""
+
+    def __init__(self, index: pd.DataFrame, image_size: int):
+        self.rows = index.reset_index(drop=True)
+        self.image_size = image_size
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(load_image(self.rows.iloc[i], self.image_size))
+
+
+class CropImages(Dataset):
+    """The part-segmentation crops, already at the encoder's input size."""
+
+    def __init__(self, crops_path: str):
+        self.path = crops_path
+        with h5py.File(crops_path, "r") as h5:
+            self.length = len(h5["images"])
+        self._h5 = None
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return torch.from_numpy(self._h5["images"][i])
+
+
+def source(images_path: str, image_size: int) -> tuple[Dataset, np.ndarray, np.ndarray, list[str]]:
+    """Dataset, labels, sets and class names of an evaluation index (.parquet) or the part crops (.h5)."""
+    if images_path.endswith(".h5"):
+        with h5py.File(images_path, "r") as h5:
+            labels = h5["label"][:].astype(np.int64)
+            classes = json.loads(h5.attrs["classes"])
+        return CropImages(images_path), labels, np.full(len(labels), -1, np.int64), classes
+    index = read_parquet(images_path)
+    classes = index.drop_duplicates("label").sort_values("label").class_name.tolist()
+    return IndexImages(index, image_size), index.label.to_numpy(np.int64), index.set.to_numpy(np.int64), classes
+
+
+def normalise(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """N x H x W x 3 uint8 RGB -> N x 3 x H x W float, ImageNet-normalised."""
+    x = batch_uint8.to(device).permute(0, 3, 1, 2).float().div_(255)
+    return (x - IMAGENET_MEAN.to(device)) / IMAGENET_STD.to(device)
+
+
+def extract(backbone_path: str, images_path: str, out_path: str, *, arch: str, image_size: int, batch_size: int,
+            method: str, dataset: str, workers: int = 1, log=None) -> int:
+    """Write `features`, `label`, `set`, `class_names` of every image; return the image count."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_backbone(backbone_path, arch).to(device).eval()
+    images, labels, sets, classes = source(images_path, image_size)
+    if len(images) == 0:
+        raise UserError(f"{images_path}: no images to extract features from")
+    loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        features = h5.create_dataset("features", (len(images), feature_dim(arch)), dtype="float32")
+        h5.create_dataset("label", data=labels)
+        h5.create_dataset("set", data=sets)
+        h5.create_dataset("class_names", data=np.array(classes, dtype=object), dtype=h5py.string_dtype())
+        h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=image_size)
+        start = 0
+        with torch.inference_mode():
+            for batch in tqdm(loader, desc=f"features {method}/{dataset}"):
+                output = model(normalise(batch, device)).float().cpu().numpy()
+                features[start:start + len(output)] = output
+                start += len(output)
+    if log:
+        log.info("%s/%s: %d images, %d-d features", method, dataset, len(images), feature_dim(arch))
+    return len(images)

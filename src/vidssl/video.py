@@ -1,0 +1,256 @@
+"""Video sources, the manifest, and chunk extraction into one JPEG container per shard.
+
+A shard's container is an HDF5 file with one row per stored frame: `video`, `chunk`, `frame` (index within the chunk),
+`source_frame` (index in the video) and `jpeg` (the encoded bytes), sorted by (video, chunk, frame). Nothing is written
+as a file per frame: TrackingNet would need 7.2M of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from vidssl.io import UserError, atomic_path, write_parquet
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
+FRAME_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def chunk_starts(n_frames: int, n_chunks: int = 4, chunk_len: int = 60) -> list[int]:
+    """Starts of `min(n_chunks, n_frames // chunk_len)` non-overlapping chunks, maximally spaced in time."""
+    m = min(n_chunks, n_frames // chunk_len)
+    if m <= 0:
+        return []
+    if m == 1:
+        return [0]
+    return [math.floor(j * (n_frames - chunk_len) / (m - 1)) for j in range(m)]
+
+
+def shard_of(video: str, shards: int) -> int:
+    """Stable shard of a video id: the same on every machine and Python run (unlike hash())."""
+    return int.from_bytes(hashlib.sha1(video.encode()).digest()[:8], "big") % shards
+
+
+def _numbered_frames(folder: Path) -> list[Path]:
+    frames = [p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.stem.isdigit()]
+    return sorted(frames, key=lambda p: int(p.stem))
+
+
+@dataclass
+class VideoEntry:
+    video: str
+    path: str
+    kind: str  # "file" or "frames"
+    frames: int = 0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    skip_reason: str = ""
+    note: str = ""
+
+
+def _probe_file(entry: VideoEntry) -> VideoEntry:
+    capture = cv2.VideoCapture(entry.path)
+    if not capture.isOpened():
+        entry.skip_reason = "cannot be opened as a video"
+        return entry
+    entry.frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    entry.fps = float(capture.get(cv2.CAP_PROP_FPS))
+    entry.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    entry.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    capture.release()
+    if entry.frames <= 0 or entry.width <= 0:
+        entry.skip_reason = "no decodable frames"
+    return entry
+
+
+def _probe_frames(entry: VideoEntry, fps: float = 30.0) -> VideoEntry:
+    frames = _numbered_frames(Path(entry.path))
+    entry.fps = fps
+    if not frames:
+        entry.skip_reason = "no numbered JPEG frames"
+        return entry
+    numbers = [int(p.stem) for p in frames]
+    first_gap = next((a for a, b in zip(numbers, numbers[1:]) if b != a + 1), None)
+    # A gap would make "consecutive" frames jump in time; keep the run before it.
+    entry.frames = (first_gap - numbers[0] + 1) if first_gap is not None else len(frames)
+    image = cv2.imread(str(frames[0]), cv2.IMREAD_COLOR)
+    if image is None:
+        entry.skip_reason = f"first frame {frames[0].name} is unreadable"
+        return entry
+    entry.height, entry.width = image.shape[:2]
+    if first_gap is not None:
+        entry.note = f"numbering gap after frame {first_gap}: only the frames before it are used"
+    return entry
+
+
+def list_videos(source: str, path: str | None, *, splits: list[str] | None = None, fast: bool = False) -> list[VideoEntry]:
+    """Every input video of a source. `fast` lists names only (no decoding), as TrackingNet-scale DAG checks need."""
+    if source == "synthetic" or source == "folder":
+        root = Path(path)
+        if not root.is_dir():
+            raise UserError(f"videos.path {root} is not a folder")
+        entries = [
+            VideoEntry(p.stem if p.is_file() else p.name, str(p.resolve()), "file" if p.is_file() else "frames")
+            for p in sorted(root.iterdir())
+            if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or (p.is_dir() and not p.name.startswith("."))
+        ]
+    elif source == "trackingnet":
+        root = Path(path)
+        if not root.is_dir():
+            raise UserError(f"videos.path {root} is not a folder (expected the TrackingNet root with TRAIN_0 ... TRAIN_11)")
+        entries = []
+        for split in splits or []:
+            frames_root = root / split / "frames"
+            if not frames_root.is_dir():
+                raise UserError(f"TrackingNet split {split}: {frames_root} does not exist")
+            entries += [
+                VideoEntry(f"{split}/{d.name}", str(d.resolve()), "frames")
+                for d in sorted(frames_root.iterdir()) if d.is_dir()
+            ]
+    else:
+        raise UserError(f"videos.source {source!r} is not one of synthetic, folder, trackingnet")
+    if not entries:
+        raise UserError(f"videos.path {path} holds no videos (*.mp4|*.avi|*.mov|*.mkv or folders of numbered frames)")
+    if fast:
+        return entries
+    return [_probe_file(e) if e.kind == "file" else _probe_frames(e) for e in tqdm(entries, desc="probe videos")]
+
+
+def build_manifest(entries: list[VideoEntry], *, shards: int, chunk_len: int) -> pd.DataFrame:
+    """One row per video with its shard; too-short and unreadable videos keep a row with `skip_reason` set."""
+    rows = []
+    for e in entries:
+        reason = e.skip_reason or (f"{e.frames} frames, fewer than one chunk of {chunk_len}" if e.frames < chunk_len else "")
+        rows.append(dict(video=e.video, path=e.path, kind=e.kind, frames=e.frames, fps=e.fps, width=e.width,
+                         height=e.height, shard=shard_of(e.video, shards), skip_reason=reason, note=e.note))
+    return pd.DataFrame(rows)
+
+
+def write_manifest(manifest: pd.DataFrame, path: str) -> None:
+    skipped = manifest.loc[manifest.skip_reason != "", ["video", "skip_reason"]]
+    write_parquet(manifest, path, sort_by=["shard", "video"],
+                  metadata={"skipped": skipped.rename(columns={"skip_reason": "reason"}).to_dict("records")})
+
+
+def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _read_frames(row, wanted: set[int]):
+    """Yield (source_frame, BGR image or None) for the wanted frame indices, in order."""
+    if row.kind == "frames":
+        frames = _numbered_frames(Path(row.path))
+        for index in sorted(wanted):
+            yield index, cv2.imread(str(frames[index]), cv2.IMREAD_COLOR) if index < len(frames) else None
+        return
+    capture = cv2.VideoCapture(row.path)
+    last = max(wanted)
+    # Sequential decoding: seeking in mp4 is keyframe-approximate, so frame indices would drift.
+    for index in range(last + 1):
+        ok, image = capture.read()
+        if index in wanted:
+            yield index, image if ok else None
+    capture.release()
+
+
+def extract_chunks(manifest: pd.DataFrame, out_path: str, *, shard: int, per_video: int, length: int,
+                   max_side: int, jpeg_quality: int, log=None) -> dict:
+    """Decode, resize and JPEG-encode the chunks of one shard into its container; return the skips."""
+    videos = manifest[(manifest.shard == shard)].sort_values("video")
+    skipped = [dict(video=r.video, reason=r.skip_reason) for r in videos.itertuples() if r.skip_reason]
+    records = []
+    for row in tqdm(list(videos[videos.skip_reason == ""].itertuples()), desc=f"chunks shard {shard}"):
+        starts = chunk_starts(row.frames, per_video, length)
+        wanted = {s + i for s in starts for i in range(length)}
+        decoded = {}
+        try:
+            for index, image in _read_frames(row, wanted):
+                decoded[index] = image
+        except cv2.error as error:
+            skipped.append(dict(video=row.video, reason=f"decoder error: {error}"))
+            continue
+        kept = 0
+        for chunk, start in enumerate(starts):
+            bad = [start + i for i in range(length) if decoded.get(start + i) is None]
+            if bad:
+                skipped.append(dict(video=row.video, chunk=chunk, reason=f"unreadable frame {bad[0]} (of {len(bad)})"))
+                continue
+            for i in range(length):
+                image = resize_max_side(decoded[start + i], max_side)
+                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                records.append((row.video, chunk, i, start + i, np.frombuffer(jpeg.tobytes(), np.uint8)))
+            kept += 1
+        if log and kept < len(starts):
+            log.warning("%s: kept %d of %d chunks", row.video, kept, len(starts))
+    for item in skipped:
+        if log:
+            log.warning("skipped %s", item)
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("video", data=np.array([r[0] for r in records], dtype=object), dtype=h5py.string_dtype())
+        h5.create_dataset("chunk", data=np.array([r[1] for r in records], np.int32))
+        h5.create_dataset("frame", data=np.array([r[2] for r in records], np.int32))
+        h5.create_dataset("source_frame", data=np.array([r[3] for r in records], np.int32))
+        jpegs = h5.create_dataset("jpeg", (len(records),), dtype=h5py.vlen_dtype(np.uint8))
+        for i, record in enumerate(records):
+            jpegs[i] = record[4]
+        h5.attrs.update(shard=shard, length=length, max_side=max_side, skipped=json.dumps(skipped))
+    return dict(frames=len(records), chunks=len(records) // length if length else 0, skipped=skipped)
+
+
+class ChunkStore:
+    """Random access to the frames of one shard's container; picklable, opens the file lazily per process."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        try:
+            with h5py.File(self.path, "r") as h5:
+                self.index = pd.DataFrame({
+                    "video": h5["video"].asstr()[:], "chunk": h5["chunk"][:],
+                    "frame": h5["frame"][:], "source_frame": h5["source_frame"][:],
+                })
+                self.skipped = json.loads(h5.attrs.get("skipped", "[]"))
+        except (OSError, KeyError) as error:
+            raise UserError(f"{self.path}: not a readable chunk container ({error}); delete it and rerun") from error
+        self._rows = {key: i for i, key in enumerate(zip(self.index.video, self.index.chunk, self.index.frame))}
+        self._h5 = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_h5": None}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def chunks(self) -> pd.DataFrame:
+        """One row per stored chunk: video, chunk, n_frames."""
+        return self.index.groupby(["video", "chunk"], sort=True).size().rename("n_frames").reset_index()
+
+    def row(self, video: str, chunk: int, frame: int) -> int:
+        return self._rows[(video, int(chunk), int(frame))]
+
+    def read(self, row: int) -> np.ndarray:
+        """The BGR uint8 image stored at `row`."""
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return cv2.imdecode(self._h5["jpeg"][row], cv2.IMREAD_COLOR)
+
+    def frame(self, video: str, chunk: int, frame: int) -> np.ndarray:
+        return self.read(self.row(video, chunk, frame))
+
+    def chunk_frames(self, video: str, chunk: int) -> list[np.ndarray]:
+        rows = self.index.index[(self.index.video == video) & (self.index.chunk == chunk)]
+        return [self.read(r) for r in rows]

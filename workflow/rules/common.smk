@@ -1,0 +1,66 @@
+# Config validation (schema, then vidssl.config's checks) and the input functions every stage shares.
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from vidssl import config as vidssl_config
+from vidssl.io import UserError
+
+
+def _fail(message):
+    print(f"vidssl: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    validate(config, "../schemas/config.schema.yaml", set_default=True)
+    vidssl_config.check(config)
+except WorkflowError as error:
+    _fail(vidssl_config.schema_error_line(error))
+except UserError as error:
+    _fail(error)
+
+SYNTH = vidssl_config.SYNTHETIC_ROOT
+SYNTH_USED = vidssl_config.uses_synthetic(config)
+SHARDS = [f"{i:04d}" for i in range(config["videos"]["shards"])]
+TRAINED_METHODS = config["train"]["methods"]
+METHODS = vidssl_config.methods(config)
+EVAL_DATASETS = vidssl_config.eval_datasets(config)
+PRETRAINED = sorted(config["pretrained"])
+TRAIN_GPU = 1 if config["train"]["gpus"] > 0 else 0
+
+wildcard_constraints:
+    shard=r"\d{4}",
+    method="|".join(METHODS),
+    dataset="|".join(EVAL_DATASETS + ["partseg"]),
+
+
+def labelled_root():
+    return config["train"]["labelled"] or f"{SYNTH}/labelled"
+
+
+def labelled_input(wildcards=None):
+    """The synthetic labelled set is a rule output; a user-given ImageFolder is outside the DAG."""
+    return [f"{SYNTH}/labelled"] if config["train"]["labelled"] is None and SYNTH_USED["labelled"] else []
+
+
+def video_input(wildcards=None):
+    return [f"{SYNTH}/videos"] if SYNTH_USED["videos"] else []
+
+
+def partseg_source():
+    partseg = config["partseg"]
+    if partseg["images"]:
+        return partseg["images"], partseg["annotations"]
+    return f"{SYNTH}/pascal_part/JPEGImages", f"{SYNTH}/pascal_part/Annotations_Part"
+
+
+def shard_files(pattern):
+    return expand(pattern, shard=SHARDS)
+
+
+def eval_input(wildcards):
+    if wildcards.dataset == "partseg":
+        return "results/partseg/crops.h5"
+    return f"results/eval/{wildcards.dataset}.parquet"

@@ -1,0 +1,18 @@
+"""Snakemake adapter: all methods' invariance scores in one table and one chart."""
+from pathlib import Path
+
+import pandas as pd
+
+from vidssl import summary
+from vidssl.cli import run_stage
+from vidssl.io import write_csv
+
+
+def stage(log):
+    tables = {Path(path).stem: pd.read_csv(path) for path in snakemake.input}
+    combined = summary.combine(tables, snakemake.params.names)
+    write_csv(combined, snakemake.output.table)
+    summary.plot_invariance(combined, snakemake.output.chart)
+
+
+run_stage(snakemake, stage)

@@ -1,0 +1,38 @@
+"""Snakemake adapter: train one method; with train.gpus > 1 the same entry point runs under torchrun."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vidssl import train
+from vidssl.cli import run_stage
+from vidssl.devices import claim_gpus
+
+p, inputs = snakemake.params, snakemake.input
+job = dict(
+    method=p.method,
+    chunks=list(getattr(inputs, "chunks", [])),
+    frame_pairs=list(getattr(inputs, "frame_pairs", [])) or None,
+    track_pairs=list(getattr(inputs, "track_pairs", [])) or None,
+    labelled=p.labelled if Path(p.labelled).is_dir() else None,
+    out_dir=str(Path(snakemake.output.checkpoint).parent),
+    cfg={"seed": p.seed, "model": p.model, "moco": p.moco, "train": p.train},
+)
+
+
+def stage(log):
+    gpus = p.train["gpus"]
+    claim_gpus(gpus)
+    if gpus == 1:
+        train.train(**job, log=log)
+        return
+    spec = Path(job["out_dir"]) / "job.json"
+    spec.write_text(json.dumps(job))
+    # argv list, no shell: config values never reach a shell parser.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+               "-m", "vidssl.train", "--job-json", str(spec)]
+    log.info("starting %s", command)
+    subprocess.run(command, check=True, stderr=sys.stderr, stdout=sys.stderr)
+
+
+run_stage(snakemake, stage)
