@@ -10,6 +10,8 @@ from vidssl.io import UserError, rule_logger
 def run_stage(smk, stage: Callable) -> None:
     """Call `stage(log)` with the rule's logger; a UserError ends the job with one clear line, not a traceback."""
     log = rule_logger(smk.log[0] if smk.log else None, name=smk.rule)
+    if "torch" in sys.modules:  # torch's default of every core oversubscribes jobs that Snakemake runs side by side
+        sys.modules["torch"].set_num_threads(max(1, smk.threads))
     console = sys.__stderr__
     try:
         stage(log)

@@ -37,7 +37,7 @@ rule partseg_probe:
         epochs=config["partseg"]["epochs"],
         lr=config["partseg"]["lr"],
         seed=config["seed"],
-    threads: 2
+    threads: 1
     log:
         "logs/partseg/{method}.log",
     conda:

@@ -1,0 +1,1 @@
+"""Readers of external dataset formats (Pascal-Part, ...)."""

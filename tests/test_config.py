@@ -1,0 +1,48 @@
+"""Config validation at start: one clear line naming the key, no traceback, nothing run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
+    config = tmp_path / "overlay.yaml"
+    config.write_text(overlay)
+    return subprocess.run([str(SNAKEMAKE), "-n", "--configfile", str(config), "--directory", str(tmp_path),
+                           "--snakefile", str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize(
+    "overlay, message",
+    [
+        ("tracks:\n  score_threshold: -0.5\n", "invalid config at tracks.score_threshold: -0.5 is less than the minimum of 0"),
+        ("trackz:\n  score_threshold: 0.5\n", "'trackz' was unexpected"),
+        ("tracks:\n  scor_threshold: 0.5\n", "'scor_threshold' was unexpected"),
+        ("train:\n  steps: many\n", "invalid config at train.steps: 'many' is not of type 'integer'"),
+        ("model:\n  arch: vgg16\n", "invalid config at model.arch"),
+        ("videos:\n  source: folder\n  path: /no/such/folder\n", "videos.path: /no/such/folder does not exist"),
+        ("videos:\n  source: folder\n", "videos.path: required"),
+        ("table5:\n  methods: [random, imagenet]\n", "['imagenet'] are neither trained"),
+        ("pretrained:\n  imagenet: {layout: torchvision, path: /no/such.pth}\n", "pretrained.imagenet.path: /no/such.pth does not exist"),
+        ("moco:\n  queue: 100\n", "moco.queue (100) must be a multiple of train.batch_size (64)"),
+    ],
+)
+def test_bad_config_stops_with_one_line(tmp_path, overlay, message):
+    result = dry_run(tmp_path, overlay)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vidssl:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_config_is_valid(tmp_path):
+    result = dry_run(tmp_path, "{}\n")
+    assert result.returncode == 0, result.stderr
+    assert "train_region_tracker" in result.stdout and "table5" in result.stdout

@@ -1,0 +1,114 @@
+"""Pascal-Part reader: MATLAB struct layouts as scipy.io.savemat/loadmat produce them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.io
+
+from vidssl.datasets.pascal_part import PascalObject, fold_part_name, read_annotation, write_annotation
+from vidssl.io import UserError
+
+OBJECT_FIELDS = [("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")]
+PART_FIELDS = [("part_name", "O"), ("mask", "O")]
+
+
+def box_mask(y1, y2, x1, x2, shape=(6, 8)):
+    mask = np.zeros(shape, np.uint8)
+    mask[y1:y2, x1:x2] = 1
+    return mask
+
+
+def part_array(parts):
+    array = np.empty((1, len(parts)), dtype=PART_FIELDS)
+    for index, part in enumerate(parts):
+        array[0, index] = part
+    return array
+
+
+def save_raw(path, objects, imname="2008_000001", fields=OBJECT_FIELDS):
+    structs = np.empty((1, len(objects)), dtype=fields)
+    for index, obj in enumerate(objects):
+        structs[0, index] = obj
+    scipy.io.savemat(path, {"anno": np.array([[(imname, structs)]], dtype=[("imname", "O"), ("objects", "O")])})
+
+
+def test_fold_part_name():
+    assert fold_part_name("engine_3") == "engine"
+    assert fold_part_name("wheel_12") == "wheel"
+    assert fold_part_name("lwing", {"lwing": "wing"}) == "wing"
+    assert fold_part_name("rwing_2", {"rwing": "wing"}) == "wing"
+    assert fold_part_name("lfho") == "lfho"
+    assert fold_part_name("head_top") == "head_top"  # only a numeric suffix is an index
+
+
+def test_reads_every_field_type(tmp_path):
+    wheel_1, wheel_2 = box_mask(4, 6, 0, 2), box_mask(4, 6, 6, 8)
+    car = ("car", np.array([[7]], np.uint8), box_mask(1, 6, 0, 8),
+           part_array([("wheel_1", wheel_1), ("window_1", box_mask(1, 3, 2, 5)), ("wheel_2", wheel_2)]))
+    boat = ("boat", np.array([[4.0]]), box_mask(0, 2, 0, 3), np.zeros((0, 0)))
+    person = ("person", 15, box_mask(0, 4, 5, 7), np.empty((1, 0), dtype=PART_FIELDS))
+    bird = ("bird", np.array([[3]], np.uint8), box_mask(0, 3, 0, 3),
+            part_array([("lwing", box_mask(0, 1, 0, 1)), ("rwing", box_mask(2, 3, 2, 3)), ("head", box_mask(1, 2, 1, 2))]))
+    path = tmp_path / "2008_000001.mat"
+    save_raw(path, [car, boat, person, bird])
+    # the layout is the one the reader must cope with: strings as 1-element arrays, 2-D numbers
+    raw = scipy.io.loadmat(path)["anno"][0, 0]["objects"]
+    assert raw.shape == (1, 4) and raw[0, 0]["class"].shape == (1,) and raw[0, 0]["class_ind"].shape == (1, 1)
+
+    objects = read_annotation(path, merge={"lwing": "wing", "rwing": "wing"})
+    assert [(o.class_name, o.class_ind) for o in objects] == [("car", 7), ("boat", 4), ("person", 15), ("bird", 3)]
+    car_obj = objects[0]
+    assert car_obj.mask.dtype == bool and car_obj.mask.shape == (6, 8) and car_obj.mask.sum() == 40
+    assert sorted(car_obj.parts) == ["wheel", "window"]
+    np.testing.assert_array_equal(car_obj.parts["wheel"], (wheel_1 | wheel_2).astype(bool))
+    assert car_obj.parts["window"].sum() == 6
+    assert objects[1].parts == {} and objects[2].parts == {}
+    assert sorted(objects[3].parts) == ["head", "wing"] and objects[3].parts["wing"].sum() == 2
+    assert sorted(read_annotation(path)[3].parts) == ["head", "lwing", "rwing"]
+
+
+def test_missing_parts_field_names_it(tmp_path):
+    path = tmp_path / "2008_000002.mat"
+    save_raw(path, [("car", 7, box_mask(0, 2, 0, 2))], fields=OBJECT_FIELDS[:3])
+    with pytest.raises(UserError, match=r"2008_000002\.mat.*'parts'"):
+        read_annotation(path)
+
+
+def test_missing_part_name_and_unreadable_file(tmp_path):
+    path = tmp_path / "bad_part.mat"
+    parts = np.empty((1, 1), dtype=[("name", "O"), ("mask", "O")])
+    parts[0, 0] = ("wheel_1", box_mask(0, 1, 0, 1))
+    save_raw(path, [("car", 7, box_mask(0, 2, 0, 2), parts)])
+    with pytest.raises(UserError, match=r"bad_part\.mat.*'part_name'"):
+        read_annotation(path)
+    garbage = tmp_path / "garbage.mat"
+    garbage.write_bytes(b"not a mat file at all" * 10)
+    with pytest.raises(UserError, match=r"garbage\.mat"):
+        read_annotation(garbage)
+    other = tmp_path / "other.mat"
+    scipy.io.savemat(other, {"something": np.ones(3)})
+    with pytest.raises(UserError, match=r"other\.mat.*'anno'"):
+        read_annotation(other)
+
+
+def test_part_mask_of_other_shape_rejected(tmp_path):
+    path = tmp_path / "shape.mat"
+    save_raw(path, [("car", 7, box_mask(0, 2, 0, 2), part_array([("door_1", np.ones((3, 3), np.uint8))]))])
+    with pytest.raises(UserError, match=r"shape\.mat object 0 part 0 mask"):
+        read_annotation(path)
+
+
+def test_write_annotation_round_trip(tmp_path):
+    objects = [
+        PascalObject("cat", 8, box_mask(0, 4, 0, 4).astype(bool),
+                     {"head": box_mask(0, 2, 0, 2).astype(bool), "leg_1": box_mask(3, 4, 0, 1).astype(bool),
+                      "leg_2": box_mask(3, 4, 3, 4).astype(bool)}),
+        PascalObject("chair", 9, box_mask(4, 6, 4, 8).astype(bool), {}),
+    ]
+    path = tmp_path / "x.mat"
+    write_annotation(path, "x", objects)
+    back = read_annotation(path)
+    assert [(o.class_name, o.class_ind) for o in back] == [("cat", 8), ("chair", 9)]
+    np.testing.assert_array_equal(back[0].mask, objects[0].mask)
+    assert sorted(back[0].parts) == ["head", "leg"] and back[0].parts["leg"].sum() == 2
+    assert back[1].parts == {}

@@ -1,0 +1,130 @@
+"""Manifest and chunk extraction: chunk placement, every video source, bad videos beside good ones."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import moving_square_frames, write_jpeg_folder, write_mp4
+from vidssl import video
+from vidssl.io import UserError
+
+
+@pytest.mark.parametrize(
+    "n_frames, expected",
+    [
+        (0, []),
+        (59, []),
+        (60, [0]),
+        (119, [0]),
+        (120, [0, 60]),
+        (179, [0, 119]),
+        (240, [0, 60, 120, 180]),
+        (241, [0, 60, 120, 181]),
+        (1000, [0, 313, 626, 940]),
+    ],
+)
+def test_chunk_starts(n_frames, expected):
+    starts = video.chunk_starts(n_frames, 4, 60)
+    assert starts == expected
+    assert all(b - a >= 60 for a, b in zip(starts, starts[1:])), "chunks overlap"
+    assert all(s + 60 <= n_frames for s in starts)
+
+
+def test_chunk_starts_other_sizes():
+    assert video.chunk_starts(100, n_chunks=2, chunk_len=30) == [0, 70]
+    assert video.chunk_starts(100, n_chunks=1, chunk_len=30) == [0]
+    assert video.chunk_starts(29, n_chunks=3, chunk_len=30) == []
+
+
+def test_shard_is_stable_and_spread():
+    assert video.shard_of("TRAIN_0/abc", 7) == video.shard_of("TRAIN_0/abc", 7)
+    shards = {video.shard_of(f"v{i}", 4) for i in range(100)}
+    assert shards == {0, 1, 2, 3}
+
+
+def _manifest(root, **kw):
+    return video.build_manifest(video.list_videos("folder", str(root)), shards=kw.get("shards", 1), chunk_len=60)
+
+
+def test_folder_source_reads_mp4_and_jpeg_folders(video_folder):
+    manifest = _manifest(video_folder).set_index("video")
+    assert manifest.loc["long", "frames"] == 130 and manifest.loc["long", "kind"] == "file"
+    assert manifest.loc["jpegs", "frames"] == 90 and manifest.loc["jpegs", "kind"] == "frames"
+    assert (manifest.loc["long", "width"], manifest.loc["long", "height"]) == (64, 48)
+    assert (manifest.skip_reason == "").all()
+
+
+def test_chunks_roundtrip(video_folder, tmp_path):
+    manifest = _manifest(video_folder)
+    out = tmp_path / "chunks.h5"
+    summary = video.extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=95)
+    store = video.ChunkStore(out)
+    chunks = store.chunks()
+    # long: 130 // 60 = 2 chunks, exact: 1, jpegs: 1
+    assert chunks.groupby("video").size().to_dict() == {"exact": 1, "jpegs": 1, "long": 2}
+    assert (chunks.n_frames == 60).all() and summary["frames"] == 4 * 60
+    assert store.index.query("video == 'long' and chunk == 1").source_frame.tolist() == list(range(70, 130))
+    image = store.frame("long", 1, 0)
+    assert image.shape == (24, 32, 3)  # 64x48 resized to max side 32
+    # The stored frame is source frame 70, not a neighbour: it matches frame 70 better than frames 10 away.
+    originals = moving_square_frames(130)
+    errors = {t: np.abs(image.astype(int) - cv2.resize(originals[t], (32, 24), interpolation=cv2.INTER_AREA)).mean()
+              for t in (60, 70, 80)}
+    assert min(errors, key=errors.get) == 70
+
+
+def test_bad_videos_are_skipped_with_reasons(video_folder, tmp_path):
+    (video_folder / "empty.mp4").write_bytes(b"")
+    good = (video_folder / "long.mp4").read_bytes()
+    (video_folder / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    write_mp4(video_folder / "short.mp4", moving_square_frames(59))
+    write_jpeg_folder(video_folder / "gray", moving_square_frames(70, seed=3), grayscale=True)
+    write_jpeg_folder(video_folder / "gappy", moving_square_frames(80, seed=4), numbers=[*range(65), *range(70, 85)])
+    manifest = _manifest(video_folder)
+    reasons = manifest.set_index("video").skip_reason
+    assert "cannot be opened" in reasons["empty"] or "no decodable" in reasons["empty"]
+    assert "fewer than one chunk" in reasons["short"]
+    assert reasons["gray"] == "" and reasons["gappy"] == ""
+    assert "gap" in manifest.set_index("video").note["gappy"]
+    out = tmp_path / "chunks.h5"
+    summary = video.extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
+    store = video.ChunkStore(out)
+    kept = set(store.chunks().video)
+    assert {"long", "exact", "jpegs", "gray", "gappy"} <= kept
+    skipped = {item["video"] for item in summary["skipped"]}
+    assert {"empty", "short"} <= skipped
+    assert "truncated" in kept or "truncated" in skipped, "a truncated video is either decoded or recorded"
+    assert store.frame("gray", 0, 0).shape[2] == 3
+
+
+def test_unreadable_frame_in_the_middle_skips_its_chunk(tmp_path):
+    root = tmp_path / "v"
+    folder = write_jpeg_folder(root / "holey", moving_square_frames(130))
+    (folder / "100.jpg").write_bytes(b"not a jpeg")
+    manifest = _manifest(root)
+    summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
+    assert video.ChunkStore(tmp_path / "c.h5").chunks().chunk.tolist() == [0]
+    assert any("unreadable frame 100" in item["reason"] for item in summary["skipped"])
+
+
+def test_trackingnet_layout(tmp_path):
+    for split, names in {"TRAIN_0": ["a", "b"], "TRAIN_1": ["c"]}.items():
+        for name in names:
+            write_jpeg_folder(tmp_path / split / "frames" / name, moving_square_frames(61))
+            (tmp_path / split / "anno").mkdir(parents=True, exist_ok=True)
+            (tmp_path / split / "anno" / f"{name}.txt").write_text("1,2,3,4\n" * 61)
+    entries = video.list_videos("trackingnet", str(tmp_path), splits=["TRAIN_0", "TRAIN_1"])
+    assert [e.video for e in entries] == ["TRAIN_0/a", "TRAIN_0/b", "TRAIN_1/c"]
+    assert all(e.frames == 61 and e.width == 64 for e in entries)
+    with pytest.raises(UserError, match="TRAIN_5"):
+        video.list_videos("trackingnet", str(tmp_path), splits=["TRAIN_5"])
+
+
+def test_missing_and_empty_sources_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="is not a folder"):
+        video.list_videos("folder", str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="holds no videos"):
+        video.list_videos("folder", str(tmp_path))
