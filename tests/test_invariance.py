@@ -1,0 +1,266 @@
+"""Invariance measures: hand-computed cases, a loop-by-loop reference implementation, and invariants."""
+import math
+
+import numpy as np
+import pytest
+
+from vidssl.invariance import MEASURES, invariance_score, score_all
+from vidssl.io import UserError
+
+# Six samples, two classes, three sets of two. Unit 0 and unit 1 are worked by hand below;
+# unit 2 is constant, so every threshold ties and it fires everywhere.
+HAND_FEATURES = np.array(
+    [[5, 1, 0], [4, 2, 0], [3, 3, 0], [1, 4, 0], [2, 5, 0], [0, 6, 0]],
+    dtype=np.float32,
+)
+HAND_LABELS = np.array([0, 0, 0, 0, 1, 1])
+HAND_SETS = np.array([0, 0, 1, 1, 2, 2])
+
+
+def test_class_conditional_by_hand():
+    # Class 0: n=4, threshold = 4th largest of all six values.
+    #   unit 0: values 5 4 3 1 2 0 -> 4th largest 2 -> fires on 5,4,3,2 -> G = 4/6;
+    #           set 0 (5,4): 2/2, set 1 (3,1): 1/2 -> L = 0.75 -> I = 0.75 / (4/6) = 1.125
+    #   unit 1: values 1 2 3 4 5 6 -> 4th largest 3 -> G = 4/6; set 0 (1,2) never fires (left out),
+    #           set 1 (3,4): 2/2 -> L = 1 -> I = 1.5
+    #   unit 2: constant 0 -> threshold 0, fires on all -> G = 1, L = 1 -> I = 1
+    # Class 1: n=2, threshold = 2nd largest.
+    #   unit 0: 2nd largest 4 -> G = 2/6; set 2 (2,0) never fires -> L = 0 -> I = 0
+    #   unit 1: 2nd largest 5 -> G = 2/6; set 2 (5,6): 2/2 -> I = 1 / (2/6) = 3
+    #   unit 2: I = 1
+    # top 1: (1.5 + 3) / 2 = 2.25; top 2: ((1.125 + 1.5) / 2 + (3 + 1) / 2) / 2 = 1.65625
+    assert invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, top_k=1) == pytest.approx(2.25)
+    assert invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, top_k=2) == pytest.approx(1.65625)
+    # top 3 = all units: ((1.125 + 1.5 + 1) / 3 + (0 + 3 + 1) / 3) / 2 = 7.625 / 6
+    assert invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, top_k=3) == pytest.approx(7.625 / 6)
+    # top_k beyond D uses every unit
+    assert invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, top_k=50) == pytest.approx(7.625 / 6)
+
+
+def test_goodfellow_by_hand():
+    # firing_rate 0.5 -> k = ceil(3) = 3rd largest, over all sets of both classes.
+    #   unit 0: 3rd largest 3 -> fires on 5,4,3 -> G = 0.5; set 0: 2/2, set 1 (3,1): 1/2,
+    #           set 2 (2,0): never -> L = 0.75 -> I = 1.5
+    #   unit 1: 3rd largest 4 -> fires on 4,5,6 -> G = 0.5; set 1 (3,4): 1/2, set 2: 2/2 -> I = 1.5
+    #   unit 2: ties -> G = 1, L = 1 -> I = 1
+    kwargs = dict(method="goodfellow", firing_rate=0.5)
+    assert invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, top_k=2, **kwargs) == pytest.approx(1.5)
+    assert invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, top_k=3, **kwargs) == pytest.approx(4 / 3)
+    # None: the top ceil(0.2 * 3) = 1 unit
+    assert invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, top_k=None, **kwargs) == pytest.approx(1.5)
+    # firing_rate 0.01 -> k = ceil(0.06) = 1: the maximum. unit 0 fires on 5 only (G = 1/6, set 0: 1/2 -> I = 3),
+    # unit 1 on 6 only (set 2: 1/2 -> I = 3), unit 2 everywhere (I = 1) -> top 3: 7/3
+    assert invariance_score(
+        HAND_FEATURES, HAND_LABELS, HAND_SETS, method="goodfellow", firing_rate=0.01, top_k=3
+    ) == pytest.approx(7 / 3)
+
+
+def test_official_by_hand():
+    # Two classes, one set of three each. C = 2 -> p = 50, index = floor(6 * 50 / 100) = 3, multiplier 100 - p = 50.
+    #   unit 0: values 6 5 1 | 4 2 3; ascending 1 2 3 4 5 6 -> upper = 4, G = #(>= 4) / 6 = 0.5;
+    #           descending 6 5 4 3 2 1 -> lower = 3.
+    #           set 0 (6,5,1): 2 above 4, 1 below 3 -> firing 2 -> L_0 = 2/3 -> I_0 = 4/3
+    #           set 1 (4,2,3): 0 above, 1 below -> firing 1 -> L_1 = 1/3 -> I_1 = 2/3
+    #   unit 1: constant -> upper = lower = 0, G = 1, never strictly above or below -> L = 0/0 -> 0
+    # top 1: (4/3 + 2/3) / 2 * 50 = 50; top 2: ((4/3 + 0) / 2 + (2/3 + 0) / 2) / 2 * 50 = 25
+    features = np.array([[6, 0], [5, 0], [1, 0], [4, 0], [2, 0], [3, 0]], dtype=np.float32)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    sets = np.array([7, 7, 7, 9, 9, 9])
+    assert invariance_score(features, labels, sets, method="official", top_k=1) == pytest.approx(50)
+    assert invariance_score(features, labels, sets, method="official", top_k=2) == pytest.approx(25)
+    # a set of two members is skipped by the official procedure: class 1 then has no set -> L_1 = 0
+    # (N = 5: index = floor(5 * 0.5) = 2, ascending 1 2 4 5 6 -> upper 4 (G = 3/5), descending -> lower 4;
+    #  set 0: above 2 (6,5), below 1 (1) -> 2/3 -> I_0 = (2/3) / (3/5) = 10/9) -> top 1: (10/9 + 0) / 2 * 50
+    assert invariance_score(
+        features[:5], labels[:5], sets[:5], method="official", top_k=1
+    ) == pytest.approx(10 / 9 / 2 * 50)
+
+
+def test_ties_at_the_threshold_all_fire():
+    # Class 0: n=2 -> 2nd largest of (2, 1, 1, 0) = 1; the tie fires too, so G = 3/4 > P(y) = 1/2.
+    #   set 0 (2,1): 2/2 -> I_0 = 1 / (3/4) = 4/3
+    # Class 1: same threshold 1, G = 3/4; set 1 (1,0): 1/2 -> I_1 = (1/2) / (3/4) = 2/3
+    # score = (4/3 + 2/3) / 2 = 1
+    features = np.array([[2], [1], [1], [0]], dtype=np.float64)
+    labels = np.array([0, 0, 1, 1])
+    sets = np.array([0, 0, 1, 1])
+    assert invariance_score(features, labels, sets, top_k=1) == pytest.approx(1.0)
+
+
+def reference_score(features, labels, sets, method, top_k, firing_rate=0.01, min_set_size=2):
+    """The definitions, written as plain loops over classes, units and sets."""
+    count, units = features.shape
+    classes = sorted(set(labels.tolist()))
+    members = {s: np.flatnonzero(sets == s) for s in sorted(set(sets.tolist()))}
+    set_class = {s: labels[rows[0]] for s, rows in members.items()}
+
+    def top_mean(values):
+        k = math.ceil(0.2 * len(values)) if top_k is None else min(top_k, len(values))
+        return float(np.mean(sorted(values)[-k:]))
+
+    def local_rate(fraction_per_set):
+        active = [f for f in fraction_per_set if f > 0]
+        return sum(active) / len(active) if active else 0.0
+
+    if method == "class_conditional":
+        per_class = []
+        for y in classes:
+            k = int((labels == y).sum())
+            scores = []
+            for i in range(units):
+                threshold = sorted(features[:, i], reverse=True)[k - 1]
+                fires = features[:, i] >= threshold
+                fractions = [
+                    fires[rows].mean() for s, rows in members.items() if set_class[s] == y and len(rows) >= min_set_size
+                ]
+                scores.append(local_rate(fractions) / fires.mean())
+            per_class.append(top_mean(scores))
+        return float(np.mean(per_class))
+    if method == "goodfellow":
+        k = math.ceil(round(firing_rate * count, 9))
+        scores = []
+        for i in range(units):
+            threshold = sorted(features[:, i], reverse=True)[k - 1]
+            fires = features[:, i] >= threshold
+            fractions = [fires[rows].mean() for rows in members.values() if len(rows) >= min_set_size]
+            scores.append(local_rate(fractions) / fires.mean())
+        return top_mean(scores)
+    p = min((1 - 1 / len(classes)) * 100, 95)
+    index = min(int(math.floor(count * p / 100 + 1e-9)), count - 1)
+    per_class = []
+    for y in classes:
+        scores = []
+        for i in range(units):
+            upper = sorted(features[:, i])[index]
+            lower = sorted(features[:, i], reverse=True)[index]
+            total, sets_firing = 0.0, 0
+            for s, rows in members.items():
+                if set_class[s] != y or len(rows) < 3:
+                    continue
+                firing = max((features[rows, i] > upper).sum(), (features[rows, i] < lower).sum())
+                if firing > 0:
+                    total, sets_firing = total + firing / len(rows), sets_firing + 1
+            local = total / sets_firing if sets_firing else 0.0
+            scores.append(local / (features[:, i] >= upper).mean())
+        per_class.append(top_mean(scores))
+    return float(np.mean(per_class)) * (100 - p)
+
+
+def random_problem(seed, count=90, units=7, classes=3):
+    """Sets of sizes 1-6, values rounded so that ties are common, some units mostly zero (like ReLU)."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    while sum(sizes) < count:
+        sizes.append(int(rng.integers(1, 7)))
+    sizes[-1] -= sum(sizes) - count
+    sizes = [s for s in sizes if s > 0]
+    sets = np.repeat(rng.permutation(len(sizes)) * 3 + 5, sizes)  # non-contiguous, unsorted set ids
+    labels = np.repeat(rng.integers(0, classes, len(sizes)) * 10 + 2, sizes)
+    set_means = rng.normal(size=(len(sizes), units))
+    features = np.round(np.repeat(set_means, sizes, axis=0) + rng.normal(scale=0.7, size=(count, units)), 1)
+    features[:, :2] = np.maximum(features[:, :2], 0)
+    order = rng.permutation(count)
+    return features[order].astype(np.float32), labels[order], sets[order]
+
+
+@pytest.mark.parametrize("method", MEASURES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_the_loop_reference(method, seed):
+    features, labels, sets = random_problem(seed, classes=2 + seed)
+    for top_k in (1, 3, None):
+        for min_set_size in (2, 4):
+            expected = reference_score(features, labels, sets, method, top_k, firing_rate=0.05, min_set_size=min_set_size)
+            got = invariance_score(
+                features, labels, sets, method=method, top_k=top_k, firing_rate=0.05, min_set_size=min_set_size
+            )
+            assert got == pytest.approx(expected, rel=1e-9), (top_k, min_set_size)
+
+
+def test_unit_constant_within_every_set_of_its_class_scores_the_maximum():
+    # Unit c is a distinct positive constant per set of class c and 0 elsewhere: its threshold for class c
+    # is the smallest class-c value, so it fires on exactly class c (G = P(c)) and on whole sets (L = 1);
+    # I = 1 / P(c), the largest value possible since L <= 1 and G >= P(c).
+    rng = np.random.default_rng(3)
+    set_sizes = [3, 4, 5, 3, 6, 2, 4, 5]
+    sets = np.repeat(np.arange(8), set_sizes)
+    labels = np.repeat([0, 0, 0, 1, 1, 2, 2, 2], set_sizes)
+    features = np.zeros((sets.size, 3))
+    for cls in range(3):
+        features[labels == cls, cls] = 1 + sets[labels == cls]
+    priors = np.bincount(labels) / labels.size
+    best = float(np.mean(1 / priors))
+    assert invariance_score(features, labels, sets, top_k=1) == pytest.approx(best)
+    noisy = features + rng.normal(scale=0.5, size=features.shape)  # nothing can exceed the maximum
+    assert invariance_score(noisy, labels, sets, top_k=1) <= best + 1e-12
+    random = rng.normal(size=features.shape)
+    assert invariance_score(random, labels, sets, top_k=1) < best - 0.1
+
+
+@pytest.mark.parametrize("method", MEASURES)
+def test_shuffling_set_ids_lowers_the_score(method):
+    rng = np.random.default_rng(4)
+    sets = np.repeat(np.arange(40), 6)
+    labels = sets % 4
+    features = rng.normal(size=(40, 16))[sets] + rng.normal(scale=0.3, size=(sets.size, 16))
+    shuffled = sets.copy()
+    for cls in range(4):  # shuffle within each class so that sets stay class-pure
+        rows = np.flatnonzero(labels == cls)
+        shuffled[rows] = rng.permutation(sets[rows])
+    kwargs = dict(method=method, top_k=5, firing_rate=0.05)
+    assert invariance_score(features, labels, shuffled, **kwargs) < 0.8 * invariance_score(features, labels, sets, **kwargs)
+
+
+@pytest.mark.parametrize("method", MEASURES)
+def test_invariant_to_permuting_units_and_samples(method):
+    features, labels, sets = random_problem(5, count=120, units=9)
+    rng = np.random.default_rng(6)
+    rows, columns = rng.permutation(features.shape[0]), rng.permutation(features.shape[1])
+    kwargs = dict(method=method, top_k=4, firing_rate=0.05)
+    base = invariance_score(features, labels, sets, **kwargs)
+    assert invariance_score(features[:, columns], labels, sets, **kwargs) == pytest.approx(base, rel=1e-12)
+    assert invariance_score(features[rows], labels[rows], sets[rows], **kwargs) == pytest.approx(base, rel=1e-12)
+
+
+def test_score_all_rows_match_single_scores():
+    features, labels, sets = random_problem(7)
+    rows = score_all(features, labels, sets, top_ks=(2, 5), firing_rate=0.05, min_set_size=3)
+    assert [(row["measure"], row["top_k"]) for row in rows] == [(m, k) for m in MEASURES for k in (2, 5)]
+    for row in rows:
+        single = invariance_score(
+            features, labels, sets, method=row["measure"], top_k=row["top_k"], firing_rate=0.05, min_set_size=3
+        )
+        assert row["score"] == pytest.approx(single, rel=1e-12)
+
+
+def test_mixed_class_set_is_a_user_error_naming_it():
+    labels = HAND_LABELS.copy()
+    labels[3] = 1  # set 1 now holds a class-0 and a class-1 sample
+    with pytest.raises(UserError, match=r"set ids \[1\]"):
+        invariance_score(HAND_FEATURES, labels, HAND_SETS)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_are_a_user_error(bad):
+    features = HAND_FEATURES.copy()
+    features[4, 1] = bad
+    with pytest.raises(UserError, match=r"NaN or inf .*\[4\]"):
+        invariance_score(features, HAND_LABELS, HAND_SETS)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="nope"), "unknown method"),
+        (dict(top_k=0), "top_k"),
+        (dict(firing_rate=0.0), "firing_rate"),
+        (dict(min_set_size=0), "min_set_size"),
+    ],
+)
+def test_bad_parameters_are_user_errors(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        invariance_score(HAND_FEATURES, HAND_LABELS, HAND_SETS, **kwargs)
+
+
+def test_mismatched_lengths_are_a_user_error():
+    with pytest.raises(UserError, match="one entry per feature row"):
+        invariance_score(HAND_FEATURES, HAND_LABELS[:5], HAND_SETS)
