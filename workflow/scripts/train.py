@@ -26,11 +26,15 @@ def stage(log):
     if gpus == 1:
         train.train(**job, log=log)
         return
-    spec = Path(job["out_dir"]) / "job.json"
-    spec.write_text(json.dumps(job))
-    # argv list, no shell: config values never reach a shell parser.
+    spec = Path(job["out_dir"]) / "config.json"
+    spec.write_text(json.dumps(job["cfg"]))
+    # An argv list, no shell: config values never reach a shell parser.
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", "vidssl.train", "--job-json", str(spec)]
+               "-m", "vidssl.train", "--config-json", str(spec), "--method", job["method"], "--out-dir", job["out_dir"],
+               "--chunks", *job["chunks"]]
+    for flag, key in (("--frame-pairs", "frame_pairs"), ("--track-pairs", "track_pairs"), ("--labelled", "labelled")):
+        if job[key]:
+            command += [flag, *([job[key]] if isinstance(job[key], str) else job[key])]
     log.info("starting %s", command)
     subprocess.run(command, check=True, stderr=sys.stderr, stdout=sys.stderr)
 

@@ -1,0 +1,131 @@
+"""Training throughput: the real loop (DataLoader over a chunk container) against a bare loop over pre-made tensors
+with the same model, batch and resolution; and the cost of Region Tracker's patch branch over plain FTI.
+
+    python benchmarks/bench_train.py [--steps N] [--workers W]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from vidssl import video
+from vidssl.io import write_parquet
+from vidssl.train import build_model, train
+
+LENGTH, VIDEOS = 60, 8
+
+
+def config(steps: int, workers: int) -> dict:
+    """config/config.yaml's model, moco and train sections (kNN off: it is not part of the step)."""
+    return {"seed": 0, "model": {"arch": "resnet18", "image_size": 64},
+            "moco": {"dim": 128, "queue": 4096, "momentum": 0.99, "temperature": 0.2, "bn_splits": 8},
+            "train": {"steps": steps, "batch_size": 64, "lr": 0.06, "weight_decay": 1e-4, "workers": workers,
+                      "checkpoint_every": 10 ** 9, "knn_every": 0, "gpus": 1}}
+
+
+def make_world(root: Path) -> dict:
+    """Videos of moving rectangles at 160x120, one 60-frame chunk each, stored at 128 px; frame pairs 40 apart."""
+    (root / "videos").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for v in range(VIDEOS):
+        writer = cv2.VideoWriter(str(root / "videos" / f"v{v}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, (160, 120))
+        background = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        for t in range(LENGTH):
+            frame = background.copy()
+            cv2.rectangle(frame, (10 + t, 20), (60 + t, 80), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
+            writer.write(frame)
+        writer.release()
+    manifest = video.build_manifest(video.list_videos("folder", str(root / "videos")), shards=1, chunk_len=LENGTH)
+    video.extract_chunks(manifest, str(root / "chunks.h5"), shard=0, per_video=1, length=LENGTH, max_side=128,
+                         jpeg_quality=90)
+    pairs = pd.DataFrame([(f"v{v}", 0, a, a + 40) for v in range(VIDEOS) for a in range(20)],
+                         columns=["video", "chunk", "frame_a", "frame_b"])
+    write_parquet(pairs, root / "pairs.parquet", sort_by=["video", "chunk", "frame_a"])
+    tracks = pairs.assign(track=0, ax1=10.0, ay1=15.0, ax2=50.0, ay2=65.0, bx1=40.0, by1=15.0, bx2=80.0, by2=65.0,
+                          score=0.9)
+    write_parquet(tracks, root / "tracks.parquet", sort_by=["video", "chunk", "frame_a"])
+    return {"chunks": [str(root / "chunks.h5")], "frame_pairs": [str(root / "pairs.parquet")],
+            "track_pairs": [str(root / "tracks.parquet")]}
+
+
+def bare_step_seconds(method: str, cfg: dict, device: torch.device, steps: int) -> float:
+    """Seconds per optimiser step of the training model on tensors already on the device."""
+    torch.manual_seed(0)
+    model = build_model(method, cfg, 0).to(device)
+    batch, size = cfg["train"]["batch_size"], cfg["model"]["image_size"]
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    x_q, x_k = (torch.randn(batch, 3, size, size, device=device) for _ in range(2))
+    if cuda:
+        x_q, x_k = (x.contiguous(memory_format=torch.channels_last) for x in (x_q, x_k))
+    boxes = torch.tensor([[8.0, 8.0, 40.0, 48.0]], device=device).repeat(batch, 1) if method == "region_tracker" else None
+    optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss, _ = model(x_q, x_k, boxes, boxes)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def real_images_per_s(method: str, world: dict, cfg: dict, out: Path, warmup: int) -> float:
+    """Images per second of vidssl.train.train over its steps after `warmup` (worker start-up excluded)."""
+    train(method, **world, labelled=None, out_dir=str(out / method), cfg=cfg)
+    log = pd.read_csv(out / method / "train.csv").iloc[warmup:]
+    images = 2 * cfg["train"]["batch_size"]
+    return float(len(log) * images / (images / log.images_per_s).sum())
+
+
+def run(steps: int | None = None, workers: int | None = None) -> list[dict]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    steps = steps or (200 if device.type == "cuda" else 6)
+    workers = workers if workers is not None else max(1, min(14, (os.cpu_count() or 2) - 2))
+    cfg = config(steps, workers)
+    images = 2 * cfg["train"]["batch_size"]
+    bare_steps = max(5, steps // 2)
+    fti_seconds = bare_step_seconds("fti", cfg, device, bare_steps)
+    rt_seconds = bare_step_seconds("region_tracker", cfg, device, bare_steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        world = make_world(Path(tmp) / "world")
+        real = real_images_per_s("fti", world, cfg, Path(tmp) / "models", warmup=min(20, steps // 3))
+    bare = images / fti_seconds
+    where = f"{device.type}, resnet18 64 px, batch 64, {workers} workers"
+    return [
+        dict(name=f"bare loop images/s ({where})", value=round(bare, 1), unit="images/s", target=None, ok=True),
+        dict(name=f"real loop images/s ({where})", value=round(real, 1), unit="images/s", target=None, ok=True),
+        dict(name="real / bare throughput", value=round(real / bare, 3), unit="ratio", target=">= 0.9",
+             ok=bool(real / bare >= 0.9)),
+        dict(name="region_tracker / fti step time (bare)", value=round(rt_seconds / fti_seconds, 3), unit="ratio",
+             target="<= 1.3", ok=bool(rt_seconds / fti_seconds <= 1.3)),
+    ]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--workers", type=int)
+    args = parser.parse_args()
+    for row in run(args.steps, args.workers):
+        print(json.dumps(row))

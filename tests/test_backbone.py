@@ -1,0 +1,120 @@
+import os
+import pickle
+
+import pytest
+import torch
+import torchvision
+
+from vidssl.backbone import (build_resnet, export_backbone, feature_dim, import_pretrained, load_backbone,
+                             random_backbone)
+from vidssl.io import UserError
+
+torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
+
+
+def torchvision_resnet18(seed=0):
+    torch.manual_seed(seed)
+    return torchvision.models.resnet18(weights=None)
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_build_and_dims():
+    net = build_resnet("resnet18")
+    assert isinstance(net.fc, torch.nn.Identity)
+    assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, feature_dim("resnet18"))
+    assert feature_dim("resnet50") == 2048
+    with pytest.raises(UserError, match="resnet34"):
+        build_resnet("resnet34")
+
+
+def test_export_loads_into_torchvision_with_only_fc_missing(tmp_path):
+    source = torchvision_resnet18()
+    state = {f"module.encoder_q.{k}": v for k, v in source.state_dict().items()}
+    export_backbone(state, tmp_path / "b.pth")
+    saved = torch.load(tmp_path / "b.pth", weights_only=True)
+    assert not any(k.startswith(("fc.", "module.", "encoder_q.")) for k in saved)
+    result = torchvision.models.resnet18(weights=None).load_state_dict(saved, strict=False)
+    assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and result.unexpected_keys == []
+    loaded = load_backbone(tmp_path / "b.pth", "resnet18")
+    assert not loaded.training
+    expected = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
+    assert same_weights(loaded.state_dict(), expected)
+    # The loaded forward is the pooled post-ReLU trunk: non-negative, 512-d.
+    x = torch.randn(2, 3, 32, 32)
+    features = loaded(x)
+    assert features.shape == (2, 512) and (features >= 0).all()
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "moco"])
+def test_import_pretrained_layouts(tmp_path, layout):
+    source = torchvision_resnet18(seed=3).state_dict()
+    if layout == "moco":  # the official MoCo checkpoint: prefixed keys, an MLP head, optimizer state beside
+        state = {f"module.encoder_q.{k}": v for k, v in source.items() if not k.startswith("fc.")}
+        state.update({"module.encoder_q.fc.0.weight": torch.zeros(512, 512), "module.encoder_k.conv1.weight": torch.ones(1),
+                      "module.queue": torch.zeros(128, 16)})
+        obj = {"state_dict": state, "epoch": 200, "arch": "resnet50"}
+    else:
+        obj = source
+    torch.save(obj, tmp_path / "in.pth")
+    import_pretrained(tmp_path / "in.pth", layout, "resnet18", tmp_path / "out.pth")
+    expected = {k: v for k, v in source.items() if not k.startswith("fc.")}
+    assert same_weights(load_backbone(tmp_path / "out.pth", "resnet18").state_dict(), expected)
+
+
+def test_random_backbone_is_seeded(tmp_path):
+    random_backbone("resnet18", 1, tmp_path / "a.pth")
+    random_backbone("resnet18", 1, tmp_path / "b.pth")
+    random_backbone("resnet18", 2, tmp_path / "c.pth")
+    a, b, c = (torch.load(tmp_path / f"{n}.pth", weights_only=True) for n in "abc")
+    assert same_weights(a, b) and not same_weights(a, c)
+
+
+def test_missing_trunk_key_is_loud(tmp_path):
+    state = torchvision_resnet18().state_dict()
+    del state["layer2.0.conv1.weight"]
+    torch.save(state, tmp_path / "m.pth")
+    with pytest.raises(UserError, match=r"m\.pth.*1 missing keys \['layer2\.0\.conv1\.weight'\]"):
+        load_backbone(tmp_path / "m.pth", "resnet18")
+
+
+def test_unexpected_key_is_loud(tmp_path):
+    state = torchvision_resnet18().state_dict()
+    state["layer5.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "u.pth")
+    with pytest.raises(UserError, match=r"unexpected keys \['layer5\.weight'\]"):
+        load_backbone(tmp_path / "u.pth", "resnet18")
+
+
+def test_wrong_arch_and_missing_path_are_loud(tmp_path):
+    export_backbone(torchvision_resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(UserError, match="r18.pth"):
+        load_backbone(tmp_path / "r18.pth", "resnet50")
+    with pytest.raises(UserError, match="does not exist"):
+        load_backbone(tmp_path / "nope.pth", "resnet18")
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    torch.save({"state_dict": RunsCode()}, tmp_path / "evil.pth")
+    with pytest.raises(UserError, match="weights_only"):
+        load_backbone(tmp_path / "evil.pth", "resnet18")
+    assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
+    with open(tmp_path / "legacy.pkl", "wb") as handle:
+        pickle.dump(RunsCode(), handle)
+    with pytest.raises(UserError):
+        load_backbone(tmp_path / "legacy.pkl", "resnet18")
+
+
+def test_truncated_file_is_loud(tmp_path):
+    torch.save(torchvision_resnet18().state_dict(), tmp_path / "full.pth")
+    data = (tmp_path / "full.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="cut.pth"):
+        load_backbone(tmp_path / "cut.pth", "resnet18")

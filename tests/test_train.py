@@ -1,0 +1,187 @@
+import copy
+import json
+import math
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torchvision import tv_tensors
+
+from vidssl import video
+from vidssl.augment import MIN_BOX, MocoV2Augment
+from vidssl.backbone import load_backbone
+from vidssl.io import UserError, write_parquet
+from vidssl.train import TrainingSamples, plot_training, read_tracks, step_batches, train
+
+torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
+
+LENGTH = 12
+CFG = {
+    "seed": 0,
+    "model": {"arch": "resnet18", "image_size": 32},
+    "moco": {"dim": 16, "queue": 32, "momentum": 0.99, "temperature": 0.2, "bn_splits": 2},
+    "train": {"steps": 3, "batch_size": 8, "lr": 0.06, "weight_decay": 1e-4, "workers": 0,
+              "checkpoint_every": 1, "knn_every": 3, "gpus": 1},
+}
+
+
+def write_video(path, seed):
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    background = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    for t in range(LENGTH):
+        frame = background.copy()
+        cv2.rectangle(frame, (5 + 2 * t, 10), (25 + 2 * t, 30), (0, 0, 255 - seed * 60), -1)
+        writer.write(frame)
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    (root / "videos").mkdir()
+    for i in range(2):
+        write_video(root / "videos" / f"v{i}.mp4", i)
+    manifest = video.build_manifest(video.list_videos("folder", str(root / "videos")), shards=1, chunk_len=LENGTH)
+    video.extract_chunks(manifest, str(root / "chunks.h5"), shard=0, per_video=1, length=LENGTH, max_side=64,
+                         jpeg_quality=90)
+    pairs = pd.DataFrame([(v, 0, a, a + 4) for v in ("v0", "v1") for a in range(0, 8, 2)],
+                         columns=["video", "chunk", "frame_a", "frame_b"])
+    write_parquet(pairs, root / "pairs.parquet", sort_by=["video", "chunk", "frame_a"])
+    tracks = pd.DataFrame([dict(video="v0", chunk=0, frame_a=a, frame_b=a + 4, track=j,
+                                ax1=5.0 + 2 * a, ay1=10.0, ax2=25.0 + 2 * a, ay2=30.0,
+                                bx1=13.0 + 2 * a, by1=10.0, bx2=33.0 + 2 * a, by2=30.0, score=0.9)
+                           for a in range(0, 8, 2) for j in range(2)])  # v1 has no tracks
+    write_parquet(tracks, root / "tracks.parquet", sort_by=["video", "chunk", "frame_a"])
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate([(0, 0, 255), (0, 255, 0)]):
+        (root / "labelled" / f"class{c}").mkdir(parents=True)
+        for i in range(6):
+            image = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
+            cv2.circle(image, (20, 20), 8 + i, colour, -1)
+            cv2.imwrite(str(root / "labelled" / f"class{c}" / f"{i}.jpg"), image)
+    return root
+
+
+def run(method, data, out, cfg=CFG, **kwargs):
+    return train(method, chunks=[str(data / "chunks.h5")], frame_pairs=[str(data / "pairs.parquet")],
+                 track_pairs=[str(data / "tracks.parquet")], labelled=str(data / "labelled"),
+                 out_dir=str(out), cfg=cfg, **kwargs)
+
+
+def test_runs_repeat_exactly_and_resume_continues(data, tmp_path):
+    full = run("fti", data, tmp_path / "a" / "fti")
+    first = run("fti", data, tmp_path / "b" / "fti", stop_at=2)
+    assert first["steps"] == 2 and len(first["loss"]) == 2
+    resumed = run("fti", data, tmp_path / "b" / "fti")
+    assert resumed["resumed_from"] == 2 and resumed["steps"] == 3
+    assert full["loss"] == resumed["loss"] and len(full["loss"]) == 3 and all(map(math.isfinite, full["loss"]))
+
+    out = tmp_path / "b" / "fti"
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 3 and int(checkpoint["model"]["queue_ptr"]) == 3 * 8 % 32
+    assert (tmp_path / "b" / ".resume" / "fti.pt").is_file()
+    log = pd.read_csv(out / "train.csv")
+    assert list(log.step) == [1, 2, 3] and list(log.loss) == pytest.approx(full["loss"])
+    assert log.knn_top1[:2].isna().all() and 0 <= log.knn_top1[2] <= 1
+    assert log.lr[0] == pytest.approx(0.06 * 8 / 256) and log.lr[2] < log.lr[1] < log.lr[0]
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"] == CFG and "torch" in info["versions"] and info["device"] == "cpu"
+    trunk = load_backbone(out / "backbone.pth", "resnet18")
+    from_checkpoint = load_backbone(out / "checkpoint.pt", "resnet18")  # our checkpoint layout loads too
+    assert all(torch.equal(v, from_checkpoint.state_dict()[k]) for k, v in trunk.state_dict().items())
+    expected = {k.removeprefix("encoder_q."): v for k, v in checkpoint["model"].items()
+                if k.startswith("encoder_q.") and ".fc." not in k and not k.startswith("encoder_q.fc.")}
+    assert all(torch.equal(trunk.state_dict()[k], v) for k, v in expected.items())
+    plot_training(out / "train.csv", tmp_path / "curve.png")
+    assert cv2.imread(str(tmp_path / "curve.png")) is not None
+
+
+def test_changed_config_starts_over(data, tmp_path):
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=1, knn_every=0)
+    run("moco", data, tmp_path / "moco", cfg=cfg)
+    cfg["train"]["lr"] = 0.03
+    assert run("moco", data, tmp_path / "moco", cfg=cfg)["resumed_from"] == 0
+
+
+def test_region_tracker_with_workers(data, tmp_path):
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=1, workers=1, knn_every=0)
+    result = run("region_tracker", data, tmp_path / "rt", cfg=cfg)
+    checkpoint = torch.load(tmp_path / "rt" / "checkpoint.pt", weights_only=True)
+    assert int(checkpoint["model"]["queue_ptr"]) == 2 * 8  # frame keys and patch keys
+    cfg["train"]["workers"] = 0  # samples are a function of (seed, index): the worker count changes nothing
+    assert run("region_tracker", data, tmp_path / "rt0", cfg=cfg)["loss"] == result["loss"]
+
+
+def test_supervised(data, tmp_path):
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=2, knn_every=2)
+    result = run("supervised", data, tmp_path / "sup", cfg=cfg)
+    assert len(result["loss"]) == 2 and 0 <= result["knn_top1"] <= 1
+    assert math.isclose(result["loss"][0], math.log(2), rel_tol=0.5)  # two classes, untrained
+    load_backbone(tmp_path / "sup" / "backbone.pth", "resnet18")
+
+
+def test_region_tracker_samples(data):
+    store = video.ChunkStore(data / "chunks.h5")
+    pairs = pd.read_parquet(data / "pairs.parquet")
+    samples = TrainingSamples("region_tracker", stores=[store], frame_pairs=pairs,
+                              tracks=read_tracks([data / "tracks.parquet"]), labelled=None, image_size=32, seed=0)
+    drawn = [samples[i] for i in range(2 * len(samples))]
+    assert all(s["x_q"].shape == (3, 32, 32) for s in drawn)
+    whole = torch.tensor([0.0, 0.0, 32.0, 32.0])
+    assert any(s["tracked"] for s in drawn) and not all(s["tracked"] for s in drawn)
+    for s in drawn:
+        for box in (s["boxes_q"], s["boxes_k"]):
+            assert (box >= 0).all() and (box <= 32).all() and (box[2:] > box[:2]).all()
+        if not s["tracked"]:
+            assert torch.equal(s["boxes_q"], whole) and torch.equal(s["boxes_k"], whole)
+    assert torch.equal(samples[3]["x_k"], samples[3]["x_k"])  # a sample is a function of its index
+    assert not torch.equal(samples[3]["x_k"], samples[3 + len(samples)]["x_k"])  # not of its epoch position
+
+
+def test_box_follows_crop_resize_and_flip():
+    image = torch.zeros(3, 48, 64, dtype=torch.uint8)
+    image[:, 10:30, 6:30] = 255  # the tracked object, left of centre so that a flip moves it: box (6, 10, 30, 30)
+    augment = MocoV2Augment(32)
+    clipped, sides = 0, set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        _, box, kept = augment(image, [6.0, 10.0, 30.0, 30.0])
+        torch.manual_seed(seed)  # the same crop and flip, without the photometric part
+        geometric = augment.geometric(tv_tensors.Image(image)).as_subclass(torch.Tensor)[0]
+        ys, xs = torch.nonzero(geometric > 127, as_tuple=True)
+        if not kept:
+            assert torch.equal(box, torch.tensor([0.0, 0.0, 32.0, 32.0])) and (len(xs) == 0 or min(
+                xs.max() - xs.min(), ys.max() - ys.min()) < MIN_BOX + 1)
+            continue
+        seen = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
+        assert torch.allclose(box, seen, atol=1.5), (seed, box, seen)
+        clipped += bool((box == 0).any() or (box == 32).any())
+        sides.add(bool(box[0] + box[2] > 32))  # right of centre: only after a flip
+    assert clipped > 0 and sides == {False, True}
+
+
+def test_step_batches_split_the_global_batch():
+    single = step_batches(1, 3, 8, 0, 1)
+    ranks = [step_batches(1, 3, 8, r, 2) for r in range(2)]
+    assert single == [list(range(8, 16)), list(range(16, 24))]
+    assert [a + b for a, b in zip(*ranks)] == single
+
+
+def test_bad_settings_are_user_errors(data, tmp_path, monkeypatch):
+    cfg = copy.deepcopy(CFG)
+    cfg["moco"]["queue"] = 30
+    with pytest.raises(UserError, match="moco.queue 30"):
+        run("moco", data, tmp_path / "x", cfg=cfg)
+    cfg = copy.deepcopy(CFG)
+    cfg["train"]["gpus"] = 2
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(UserError, match="torchrun"):
+        run("moco", data, tmp_path / "x", cfg=cfg)
+    with pytest.raises(UserError, match="simclr"):
+        run("simclr", data, tmp_path / "x")
