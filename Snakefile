@@ -1,10 +1,13 @@
 # vidssl: video chunks -> proposals -> tracks -> MoCo training -> features -> invariance + part probe -> Table 5.
 # Usage: snakemake --cores all results/table5.csv   (README.md has the rest)
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-configfile: "config/config.yaml"
+# The embedded default is found from the Snakefile, so --directory elsewhere still reads it.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -39,9 +39,9 @@ def _index(tmp_path, n=10):
 def test_index_features_match_a_bare_forward(tmp_path, backbone):
     index = _index(tmp_path)
     out = tmp_path / "f.h5"
-    n = features.extract(backbone, str(tmp_path / "index.parquet"), out, arch="resnet18", image_size=32, batch_size=4,
-                         method="m", dataset="d", workers=0)
-    assert n == 10
+    counts = features.extract(backbone, [("d", str(tmp_path / "index.parquet"), out)], arch="resnet18", image_size=32,
+                              batch_size=4, method="m", workers=0)
+    assert counts == {"d": 10}
     model = load_backbone(backbone, "resnet18").eval()
     from vidssl.datasets.eval_sets import load_image
     batch = torch.from_numpy(np.stack([load_image(row, 32) for _, row in index.iterrows()]))
@@ -63,8 +63,8 @@ def test_part_crops_are_a_source(tmp_path, backbone):
         h5["label"] = np.array([0, 1, 1, 0, 1])
         h5.attrs["classes"] = json.dumps(["car", "bird"])
     out = tmp_path / "p.h5"
-    features.extract(backbone, str(crops), out, arch="resnet18", image_size=32, batch_size=2, method="m",
-                     dataset="partseg", workers=0)
+    features.extract(backbone, [("partseg", str(crops), out)], arch="resnet18", image_size=32, batch_size=2,
+                     method="m", workers=0)
     with h5py.File(out) as h5:
         assert h5["features"].shape == (5, 512)
         assert h5["label"][:].tolist() == [0, 1, 1, 0, 1] and (h5["set"][:] == -1).all()
@@ -74,6 +74,6 @@ def test_unreadable_backbone_is_a_user_error(tmp_path):
     _index(tmp_path, 2)
     (tmp_path / "bad.pth").write_bytes(b"junk")
     with pytest.raises(UserError):
-        features.extract(tmp_path / "bad.pth", str(tmp_path / "index.parquet"), tmp_path / "x.h5", arch="resnet18",
-                         image_size=32, batch_size=2, method="m", dataset="d")
+        features.extract(tmp_path / "bad.pth", [("d", str(tmp_path / "index.parquet"), tmp_path / "x.h5")],
+                         arch="resnet18", image_size=32, batch_size=2, method="m")
     assert not (tmp_path / "x.h5").exists()

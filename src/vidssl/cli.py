@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Callable
 
 from vidssl.io import UserError, rule_logger
@@ -13,8 +14,10 @@ def run_stage(smk, stage: Callable) -> None:
     if "torch" in sys.modules:  # torch's default of every core oversubscribes jobs that Snakemake runs side by side
         sys.modules["torch"].set_num_threads(max(1, smk.threads))
     console = sys.__stderr__
+    started = time.perf_counter()
     try:
         stage(log)
+        log.info("%s done in %.1f s", smk.rule, time.perf_counter() - started)
     except UserError as error:
         log.error("%s", error)
         print(f"vidssl {smk.rule}: {error}", file=console)

@@ -72,27 +72,36 @@ def normalise(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
     return (x - IMAGENET_MEAN.to(device)) / IMAGENET_STD.to(device)
 
 
-def extract(backbone_path: str, images_path: str, out_path: str, *, arch: str, image_size: int, batch_size: int,
-            method: str, dataset: str, workers: int = 1, log=None) -> int:
-    """Write `features`, `label`, `set`, `class_names` of every image; return the image count."""
+def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, image_size: int, batch_size: int,
+            method: str, workers: int = 1, log=None) -> dict[str, int]:
+    """For each (dataset, images_path, out_path): write `features`, `label`, `set`, `class_names`; return image counts.
+
+    The backbone is loaded once for all datasets of a method: a job per (method, dataset) would spend most of its
+    time starting Python and torch.
+    """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_backbone(backbone_path, arch).to(device).eval()
-    images, labels, sets, classes = source(images_path, image_size)
-    if len(images) == 0:
-        raise UserError(f"{images_path}: no images to extract features from")
-    loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        features = h5.create_dataset("features", (len(images), feature_dim(arch)), dtype="float32")
-        h5.create_dataset("label", data=labels)
-        h5.create_dataset("set", data=sets)
-        h5.create_dataset("class_names", data=np.array(classes, dtype=object), dtype=h5py.string_dtype())
-        h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=image_size)
-        start = 0
-        with torch.inference_mode():
-            for batch in tqdm(loader, desc=f"features {method}/{dataset}"):
-                output = model(normalise(batch, device)).float().cpu().numpy()
-                features[start:start + len(output)] = output
-                start += len(output)
-    if log:
-        log.info("%s/%s: %d images, %d-d features", method, dataset, len(images), feature_dim(arch))
-    return len(images)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    counts = {}
+    for dataset, images_path, out_path in jobs:
+        images, labels, sets, classes = source(images_path, image_size)
+        if len(images) == 0:
+            raise UserError(f"{images_path}: no images to extract features from")
+        loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
+        with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+            features = h5.create_dataset("features", (len(images), feature_dim(arch)), dtype="float32")
+            h5.create_dataset("label", data=labels)
+            h5.create_dataset("set", data=sets)
+            h5.create_dataset("class_names", data=np.array(classes, dtype=object), dtype=h5py.string_dtype())
+            h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=image_size)
+            start = 0
+            with torch.inference_mode():
+                for batch in tqdm(loader, desc=f"features {method}/{dataset}"):
+                    output = model(normalise(batch, device)).float().cpu().numpy()
+                    features[start:start + len(output)] = output
+                    start += len(output)
+        counts[dataset] = len(images)
+        if log:
+            log.info("%s/%s: %d images, %d-d features", method, dataset, len(images), feature_dim(arch))
+    return counts

@@ -59,8 +59,3 @@ def partseg_source():
 def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
 
-
-def eval_input(wildcards):
-    if wildcards.dataset == "partseg":
-        return "results/partseg/crops.h5"
-    return f"results/eval/{wildcards.dataset}.parquet"

@@ -1,5 +1,18 @@
 # Evaluation: image lists of the invariance sets, frozen-encoder features (HDF5), and the invariance scores.
 
+FEATURE_PARAMS = dict(
+    arch=config["model"]["arch"],
+    image_size=config["model"]["image_size"],
+    batch_size=config["evaluation"]["batch_size"],
+)
+FEATURE_RESOURCES = dict(
+    mem_mb=8000,
+    runtime=120,
+    gpu=1 if config["train"]["gpus"] else 0,
+    cpus_per_gpu=8,
+    tasks_per_gpu=0,
+)
+
 
 rule eval_index:
     input:
@@ -18,27 +31,42 @@ rule eval_index:
         "../scripts/eval_index.py"
 
 
+# One job per method for all invariance sets, one for the part crops: the backbone loads once, and a change to the
+# part crops does not recompute the invariance features.
 rule features:
     input:
         backbone="results/models/{method}/backbone.pth",
-        images=eval_input,
+        images=expand("results/eval/{dataset}.parquet", dataset=EVAL_DATASETS),
     output:
-        "results/features/{method}/{dataset}.h5",
+        expand("results/features/{{method}}/{dataset}.h5", dataset=EVAL_DATASETS),
     params:
-        arch=config["model"]["arch"],
-        image_size=config["model"]["image_size"],
-        batch_size=config["evaluation"]["batch_size"],
+        **FEATURE_PARAMS,
     threads: 2
     log:
-        "logs/features/{method}/{dataset}.log",
+        "logs/features/{method}.log",
     conda:
         "../../envs/vidssl.yaml"
     resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=1 if config["train"]["gpus"] else 0,
-        cpus_per_gpu=8,
-        tasks_per_gpu=0,
+        **FEATURE_RESOURCES,
+    script:
+        "../scripts/features.py"
+
+
+rule partseg_features:
+    input:
+        backbone="results/models/{method}/backbone.pth",
+        images="results/partseg/crops.h5",
+    output:
+        "results/features/{method}/partseg.h5",
+    params:
+        **FEATURE_PARAMS,
+    threads: 2
+    log:
+        "logs/features/{method}.partseg.log",
+    conda:
+        "../../envs/vidssl.yaml"
+    resources:
+        **FEATURE_RESOURCES,
     script:
         "../scripts/features.py"
 
@@ -65,7 +93,7 @@ rule invariance_summary:
         table=report("results/invariance.csv", caption="../report/invariance.rst", category="Invariance"),
         chart=report("results/figures/invariance.png", caption="../report/invariance.rst", category="Invariance"),
     params:
-        names={method: vidssl_config.display_name(config, method) for method in METHODS},
+        display_names={method: vidssl_config.display_name(config, method) for method in METHODS},
     log:
         "logs/invariance/summary.log",
     conda:

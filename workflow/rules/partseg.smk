@@ -57,7 +57,7 @@ rule table5:
         markdown="results/table5.md",
     params:
         methods=config["table5"]["methods"],
-        names={method: vidssl_config.display_name(config, method) for method in config["table5"]["methods"]},
+        display_names={method: vidssl_config.display_name(config, method) for method in config["table5"]["methods"]},
         classes=config["partseg"]["classes"],
     log:
         "logs/table5.log",

@@ -10,7 +10,7 @@ from vidssl.io import write_csv
 
 def stage(log):
     tables = {Path(path).stem: pd.read_csv(path) for path in snakemake.input}
-    combined = summary.combine(tables, snakemake.params.names)
+    combined = summary.combine(tables, snakemake.params.display_names)
     write_csv(combined, snakemake.output.table)
     summary.plot_invariance(combined, snakemake.output.chart)
 

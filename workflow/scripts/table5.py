@@ -9,7 +9,7 @@ p = snakemake.params
 
 def stage(log):
     results = {method: pd.read_csv(path) for method, path in zip(p.methods, snakemake.input)}
-    table = table5.build_table(results, p.names, p.classes)
+    table = table5.build_table(results, p.display_names, p.classes)
     table5.write_table(table, snakemake.output.csv, snakemake.output.markdown)
     log.info("\n%s", table.to_string(index=False))
 
