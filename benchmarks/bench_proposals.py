@@ -1,0 +1,83 @@
+"""Selective-search throughput: frames/s through `propose_shard` (1 and 2 worker processes) against bare
+`process()` calls on the same stored frames in one process; the pipeline should keep >= 0.9 of bare speed per core.
+
+Per-core speed is measured in CPU seconds (this process and its workers) per frame, so other jobs on a shared machine
+do not skew it; wall-clock frames/s are reported beside it.
+
+    python benchmarks/bench_proposals.py [--videos N] [--max-side PX]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from vidssl import synthetic, video
+from vidssl.proposals import propose_shard, single_opencv_thread
+
+TARGET = 0.9
+
+
+def synthetic_container(root: Path, *, videos: int, max_side: int, length: int = 60) -> str:
+    """One 60-frame chunk per synthetic 4:3 video (1-3 moving objects) a little larger than `max_side`, stored at it."""
+    width = max_side * 5 // 4  # 160x120 for 128 px, the default config's videos
+    synthetic.generate_videos(root / "videos", classes=["car", "person", "bird"], n_videos=videos, n_frames=length,
+                              size=(width, width * 3 // 4))
+    manifest = video.build_manifest(video.list_videos("folder", str(root / "videos")), shards=1, chunk_len=length)
+    out = str(root / "chunks.h5")
+    video.extract_chunks(manifest, out, shard=0, per_video=1, length=length, max_side=max_side, jpeg_quality=90)
+    return out
+
+
+def bare_frames_per_s(images) -> float:
+    """The floor: OpenCV's selective search alone, one thread, no decoding, seeding or bookkeeping."""
+    with single_opencv_thread():
+        start = time.process_time()
+        for image in images:
+            search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+            search.setBaseImage(image)
+            search.switchToSelectiveSearchFast()
+            search.process()
+        return len(images) / (time.process_time() - start)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished workers."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def run(videos: int = 4, max_side: int = 128) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        chunks = synthetic_container(Path(tmp), videos=videos, max_side=max_side)
+        store = video.ChunkStore(chunks)
+        bare = bare_frames_per_s([store.read(r) for r in range(len(store))])
+        rows = [dict(name=f"bare process() frames per CPU second ({len(store)} frames at {max_side} px, fast mode)",
+                     value=round(bare, 2), unit="frames/s", target=None, ok=True)]
+        for threads in (1, 2):
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            propose_shard(chunks, Path(tmp) / f"proposals{threads}.parquet", threads=threads)
+            wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+            ratio = len(store) / cpu / bare
+            rows += [dict(name=f"propose_shard wall-clock frames/s, threads={threads}", value=round(len(store) / wall, 2),
+                          unit="frames/s", target=None, ok=True),
+                     dict(name=f"propose_shard per core / bare, threads={threads}", value=round(ratio, 3),
+                          unit="ratio", target=f">= {TARGET}", ok=bool(ratio >= TARGET))]
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--max-side", type=int, default=128)
+    args = parser.parse_args()
+    rows = run(args.videos, args.max_side)
+    wall = ", ".join(f"{r['name'].split(', ')[-1]} {r['value']}" for r in rows[1::2])
+    per_core = ", ".join(f"{r['name'].split(', ')[-1]} {r['value']}" for r in rows[2::2])
+    print(f"bench_proposals: bare {rows[0]['value']} frames per CPU s; pipeline wall frames/s: {wall}; "
+          f"pipeline per core / bare: {per_core} "
+          f"(target >= {TARGET}) {'ok' if all(r['ok'] for r in rows) else 'BELOW TARGET'}")

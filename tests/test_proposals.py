@@ -1,0 +1,129 @@
+"""Selective search: repeatable order (in one process and across processes), awkward image shapes, and the shard writer
+(identical bytes for 1 and 2 workers, skips recorded)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from test_tracks import make_container, moving_object_frames
+from vidssl.io import UserError, parquet_metadata, read_parquet
+from vidssl.proposals import propose_shard, selective_search
+from vidssl.video import ChunkStore, resize_max_side
+
+
+def _smooth_texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (max(2, height // 40), max(2, width // 40), 3), dtype=np.uint8)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _check_boxes(boxes: np.ndarray, image: np.ndarray, top_k: int, min_size: int) -> None:
+    assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4
+    assert 0 < len(boxes) <= top_k
+    height, width = image.shape[:2]
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
+    assert ((boxes[:, 2] - boxes[:, 0]) >= min_size).all() and ((boxes[:, 3] - boxes[:, 1]) >= min_size).all()
+
+
+def test_same_order_twice_in_one_process():
+    image = moving_object_frames(n_frames=1)[0][0]
+    first, second = selective_search(image), selective_search(image)
+    assert len(first) > 20
+    np.testing.assert_array_equal(first, second)
+
+
+def test_same_order_in_fresh_processes(tmp_path):
+    image = moving_object_frames(n_frames=1)[0][0]
+    np.save(tmp_path / "image.npy", image)
+    code = ("import sys, numpy as np; from vidssl.proposals import selective_search; "
+            "np.save(sys.argv[2], selective_search(np.load(sys.argv[1])))")
+    for name in ("a.npy", "b.npy"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "image.npy"), str(tmp_path / name)], check=True)
+    here = selective_search(image)
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), here)
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), here)
+
+
+@pytest.mark.parametrize("width, height", [(640, 272), (1280, 720), (4000, 200), (90, 1200)])
+@pytest.mark.parametrize("max_side", [128, 256])
+def test_extreme_shapes_after_resize(width, height, max_side):
+    image = resize_max_side(_smooth_texture(height, width), max_side)
+    assert max(image.shape[:2]) == max_side
+    _check_boxes(selective_search(image, top_k=300, min_size=4), image, 300, 4)
+
+
+def test_tiny_and_grayscale_images():
+    tiny = _smooth_texture(8, 8)
+    boxes = selective_search(tiny, min_size=1)
+    _check_boxes(boxes, tiny, 300, 1)
+    gray = _smooth_texture(96, 128)[..., 1]
+    np.testing.assert_array_equal(selective_search(gray), selective_search(np.dstack([gray] * 3)))
+    np.testing.assert_array_equal(selective_search(gray[..., None]), selective_search(gray))
+
+
+def test_top_k_and_min_size_filter_in_order():
+    image = moving_object_frames(n_frames=1)[0][0]
+    every = selective_search(image, top_k=10_000, min_size=1)
+    sizes = np.minimum(every[:, 2] - every[:, 0], every[:, 3] - every[:, 1])
+    np.testing.assert_array_equal(selective_search(image, top_k=7, min_size=10), every[sizes >= 10][:7])
+    assert selective_search(image, min_size=1000).shape == (0, 4)
+
+
+def test_bad_input_is_a_user_error():
+    with pytest.raises(UserError):
+        selective_search(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(UserError):
+        selective_search(np.zeros((10, 10, 3), np.uint8), mode="slow")
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("proposals")
+    frames = [moving_object_frames(n_frames=8, seed=seed)[0] for seed in range(3)]
+    return make_container(tmp, {"v0": frames[0], "v1": frames[1], "v2": frames[2]}, length=8)
+
+
+def test_propose_shard_same_bytes_for_one_and_two_workers(container, tmp_path):
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    summary = propose_shard(container, one, threads=1)
+    propose_shard(container, two, threads=2)
+    assert one.read_bytes() == two.read_bytes()
+
+    table = read_parquet(one)
+    assert list(table.columns) == ["video", "chunk", "frame", "rank", "x1", "y1", "x2", "y2"]
+    assert {c: str(t) for c, t in table.dtypes.items() if c != "video"} == dict(
+        chunk="int32", frame="int32", rank="int32", x1="float32", y1="float32", x2="float32", y2="float32")
+    keys = table[["video", "chunk", "frame", "rank"]]
+    assert keys.equals(keys.sort_values(list(keys.columns)).reset_index(drop=True))
+    per_frame = table.groupby(["video", "chunk", "frame"])["rank"]
+    assert per_frame.ngroups == 24 and (per_frame.min() == 0).all() and (per_frame.max() + 1 == per_frame.size()).all()
+    assert pq.ParquetFile(one).num_row_groups == 3
+    assert parquet_metadata(one)["frames"] == 24 and summary["skipped"] == []
+    # The shard holds exactly what selective_search gives each stored frame.
+    store = ChunkStore(container)
+    rows = table[(table.video == "v1") & (table.frame == 5)]
+    np.testing.assert_array_equal(rows[["x1", "y1", "x2", "y2"]].to_numpy(), selective_search(store.frame("v1", 0, 5)))
+
+
+def test_propose_shard_records_bad_and_empty_frames(container, tmp_path):
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(open(container, "rb").read())
+    with h5py.File(broken, "r+") as h5:
+        h5["jpeg"][3] = np.frombuffer(b"not a jpeg", np.uint8)
+    out = tmp_path / "broken.parquet"
+    summary = propose_shard(broken, out, threads=1)
+    assert summary["skipped"] == [dict(video="v0", chunk=0, frame=3, reason="stored JPEG does not decode")]
+    table = read_parquet(out)
+    assert table.groupby(["video", "frame"]).ngroups == 23 and 3 not in set(table[table.video == "v0"].frame)
+
+    out = tmp_path / "empty.parquet"
+    summary = propose_shard(container, out, min_size=1000, threads=1)
+    assert len(summary["skipped"]) == 24 and {s["reason"] for s in summary["skipped"]} == {"no proposals"}
+    assert len(read_parquet(out)) == 0 and parquet_metadata(out)["frames"] == 24
