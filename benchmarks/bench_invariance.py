@@ -11,6 +11,8 @@ import numpy as np
 
 from vidssl.invariance import MEASURES, invariance_score, score_all
 
+TARGET_SECONDS = 10.0
+
 
 def synthetic_features(samples: int, units: int, sets: int, classes: int, seed: int = 0):
     """ReLU features with a per-set offset; set sizes vary (random cut points), each set one class."""
@@ -22,6 +24,24 @@ def synthetic_features(samples: int, units: int, sets: int, classes: int, seed: 
     features += rng.standard_normal((sets, units), dtype=np.float32)[set_of]
     np.maximum(features, 0, out=features)
     return features, labels, set_of
+
+
+def run(samples: int = 100_000, units: int = 2048, sets: int = 10_000, classes: int = 10) -> list[dict]:
+    """Seconds per measure (top-K 10) and for score_all, one row each (name, value, unit, target, ok)."""
+    features, labels, set_ids = synthetic_features(samples, units, sets, classes)
+    where = f"{samples} x {units} float32, {sets} sets"
+    rows = []
+    for method in MEASURES:
+        start = time.perf_counter()
+        invariance_score(features, labels, set_ids, method=method, top_k=10)
+        seconds = time.perf_counter() - start
+        rows.append(dict(name=f"invariance {method} ({where})", value=round(seconds, 2), unit="s",
+                         target=f"< {TARGET_SECONDS:.0f}", ok=seconds < TARGET_SECONDS))
+    start = time.perf_counter()
+    score_all(features, labels, set_ids, top_ks=(10, 25))
+    rows.append(dict(name=f"score_all, 3 measures x 2 top_k ({where})", value=round(time.perf_counter() - start, 2),
+                     unit="s", target=None, ok=True))
+    return rows
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -33,10 +34,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as error:
+        full = isinstance(error, Exception) and _disk_full(error, path.parent)  # before unlinking frees the space
         tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
+        if full:
             raise UserError(f"disk full while writing {path}; nothing was left behind") from error
         raise
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    """ENOSPC anywhere in the exception chain, or a failed write on a volume with no free block left.
+
+    The second case covers writers that swallow the OSError: torch.save to a path raises a bare RuntimeError
+    ("unexpected pos"), and HDF5 may report its own error types.
+    """
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def write_parquet(

@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vidssl import config as vidssl_config
+from vidssl.integrity import find_broken
 from vidssl.io import UserError
 
 
@@ -20,6 +21,16 @@ except WorkflowError as error:
     _fail(vidssl_config.schema_error_line(error))
 except UserError as error:
     _fail(error)
+
+# A file cut short outside our atomic writes (a copy, disk corruption) would look up to date: remove it so that it is
+# rebuilt. Only the main process scans (cluster jobs re-read this file), and a dry run changes nothing.
+if workflow.is_main_process:
+    for broken in find_broken("results"):
+        if workflow.output_settings.dryrun:
+            print(f"vidssl: {broken} is truncated; a real run removes it so that it is rebuilt", file=sys.stderr)
+        else:
+            broken.unlink()
+            print(f"vidssl: {broken} is truncated; removed so that it is rebuilt", file=sys.stderr)
 
 SYNTH = vidssl_config.SYNTHETIC_ROOT
 SYNTH_USED = vidssl_config.uses_synthetic(config)

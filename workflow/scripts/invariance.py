@@ -19,8 +19,12 @@ def stage(log):
                 features, labels, sets = h5["features"][:], h5["label"][:], h5["set"][:]
         except (OSError, KeyError) as error:
             raise UserError(f"{path}: not a readable feature file ({error}); delete it and rerun") from error
-        for row in invariance.score_all(features, labels, sets, top_ks=p["top_k"], firing_rate=p["firing_rate"],
-                                        min_set_size=p["min_set_size"]):
+        try:
+            scores = invariance.score_all(features, labels, sets, top_ks=p["top_k"], firing_rate=p["firing_rate"],
+                                          min_set_size=p["min_set_size"])
+        except UserError as error:  # NaN features, a set mixing classes: say which file
+            raise UserError(f"{path}: {error}") from error
+        for row in scores:
             rows.append({"dataset": Path(path).stem, **row})
             log.info("%s", rows[-1])
     write_csv(pd.DataFrame(rows), snakemake.output[0])

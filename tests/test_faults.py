@@ -1,0 +1,299 @@
+"""Faults: kill -9 of Snakemake and of training, artifacts cut short outside our writes, a full disk mid-write.
+
+What a user does after kill -9 of Snakemake (checked below): `snakemake --unlock`, then the same command again. Jobs
+that finished are kept; the killed job never left a file under its final name (atomic writes), so it simply runs
+again. (profiles/local sets rerun-incomplete, which covers a kill between a job's rename and Snakemake's bookkeeping.)
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from test_train import CFG, data  # noqa: F401  (data: the tiny chunk/pairs fixture, reused)
+from vidssl import proposals, video
+from vidssl.backbone import export_backbone, load_backbone
+from vidssl.integrity import find_broken, is_whole
+from vidssl.io import UserError, atomic_path, write_parquet
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+PROPOSALS = [f"results/proposals/{shard}.parquet" for shard in ("0000", "0001")]
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    return [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(ROOT / "config" / "tiny.yaml"), *args]
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the process ended (rc {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory) -> Path:
+    """A tiny workdir with the synthetic videos, manifest and both chunk containers built."""
+    workdir = tmp_path_factory.mktemp("upstream")
+    result = snakemake(workdir, "--cores", "2", "results/chunks/0000.h5", "results/chunks/0001.h5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def copy_of(upstream: Path, tmp_path: Path) -> Path:
+    workdir = tmp_path / "work"
+    shutil.copytree(upstream, workdir, symlinks=True)  # copy2 keeps mtimes: nothing upstream looks new
+    return workdir
+
+
+def reference_proposals(chunks: Path, out: Path) -> bytes:
+    """An uninterrupted computation of one shard, in this process, with the config's parameters."""
+    params = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["proposals"]
+    proposals.propose_shard(str(chunks), str(out), mode=params["mode"], top_k=params["top_k"],
+                            min_size=params["min_size"], threads=1)
+    return out.read_bytes()
+
+
+@pytest.mark.slow
+def test_kill_snakemake_during_proposals_then_rerun(upstream, tmp_path):
+    workdir = copy_of(upstream, tmp_path)
+    started = subprocess.Popen(snakemake_command(workdir, "--cores", "2", *PROPOSALS), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    outputs = [workdir / p for p in PROPOSALS]
+    logs = [workdir / "logs" / "proposals" / f"{shard}.log" for shard in ("0000", "0001")]
+
+    def one_done_other_running() -> bool:  # the jobs run one at a time (2 threads each on 2 cores)
+        return sum(p.exists() for p in outputs) == 1 and all(log.exists() for log in logs)
+
+    wait_for(one_done_other_running, started, "one proposals shard done and the other started")
+    os.killpg(started.pid, signal.SIGKILL)
+    started.wait()
+    done, killed = outputs if outputs[0].exists() else outputs[::-1]
+    before = identity(done)
+    assert not killed.exists(), "the killed job left a file under its final name"
+
+    blocked = snakemake(workdir, "--cores", "2", *PROPOSALS)
+    assert blocked.returncode != 0 and "--unlock" in blocked.stderr  # Snakemake's stale lock: the user must unlock
+    assert snakemake(workdir, "--unlock").returncode == 0
+    rerun = snakemake(workdir, "--cores", "2", *PROPOSALS)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert re.search(r"^proposals\s+1$", rerun.stdout + rerun.stderr, re.M), "only the killed shard reruns"
+    assert identity(done) == before, "a finished shard was recomputed"
+    for shard, output in zip(("0000", "0001"), outputs):
+        expected = reference_proposals(workdir / "results" / "chunks" / f"{shard}.h5", tmp_path / f"ref{shard}.parquet")
+        assert output.read_bytes() == expected, f"{output.name} differs from an uninterrupted run"
+
+
+def run_train(config: Path, data: Path, out: Path, *, wait: bool = True) -> subprocess.Popen:
+    command = [sys.executable, "-m", "vidssl.train", "--config-json", str(config), "--method", "fti",
+               "--chunks", str(data / "chunks.h5"), "--frame-pairs", str(data / "pairs.parquet"), "--out-dir", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: same float sums in every run, no oversubscription
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if wait:
+        process.communicate(timeout=300)
+        assert process.returncode == 0
+    return process
+
+
+@pytest.mark.slow
+def test_kill_training_then_resume(data, tmp_path):  # noqa: F811
+    cfg = {**CFG, "train": {**CFG["train"], "steps": 8, "checkpoint_every": 1, "knn_every": 0}}
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(cfg))
+    uninterrupted = tmp_path / "a" / "fti"
+    run_train(config, data, uninterrupted)
+
+    interrupted = tmp_path / "b" / "fti"
+    process = run_train(config, data, interrupted, wait=False)
+    resume_copy = interrupted.parent / ".resume" / "fti.pt"
+    wait_for(resume_copy.exists, process, "the first checkpoint")
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert not (interrupted / "backbone.pth").exists(), "training had finished before the kill"
+    assert is_whole(interrupted / "checkpoint.pt") and is_whole(resume_copy)
+
+    resumed = run_train(config, data, interrupted, wait=False)
+    _, log = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, log[-3000:]
+    step = int(re.search(r"fti: resuming from .* at step (\d+) of 8", log)[1])
+    assert 1 <= step < 8
+    full, after = pd.read_csv(uninterrupted / "train.csv"), pd.read_csv(interrupted / "train.csv")
+    assert after.step.tolist() == list(range(1, 9))
+    assert after.loss.tolist() == full.loss.tolist()  # the same final step and loss, and every loss before it
+    assert torch.load(interrupted / "checkpoint.pt", weights_only=True)["step"] == 8
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.slow
+def test_truncated_artifacts_are_removed_and_rebuilt(upstream, tmp_path):
+    workdir = copy_of(upstream, tmp_path)
+    targets = ["results/proposals/0000.parquet", "results/tracks/0000.parquet", "results/models/random/backbone.pth"]
+    first = snakemake(workdir, "--cores", "2", *targets)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = workdir / "results"
+    cut = [results / "proposals" / "0000.parquet", results / "chunks" / "0001.h5", results / "models" / "random" / "backbone.pth"]
+    originals = {path: path.read_bytes() for path in cut}
+    tracks_before = identity(results / "tracks" / "0000.parquet")
+    chunks_before = video.ChunkStore(results / "chunks" / "0001.h5").index
+    for path in cut:
+        truncate(path)
+    assert find_broken(results) == sorted(cut)
+
+    dry = snakemake(workdir, "-n", *targets, "results/chunks/0001.h5")
+    assert dry.returncode == 0 and all(path.exists() for path in cut), "a dry run changed files"
+    assert sum("a real run removes it" in line for line in dry.stderr.splitlines()) == 3
+
+    rerun = snakemake(workdir, "--cores", "2", *targets, "results/chunks/0001.h5")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    warnings = [line for line in rerun.stderr.splitlines() if line.startswith("vidssl: ")]
+    assert warnings == [f"vidssl: {path.relative_to(workdir)} is truncated; removed so that it is rebuilt"
+                        for path in sorted(cut)]
+    assert find_broken(results) == []
+    assert (results / "proposals" / "0000.parquet").read_bytes() == originals[cut[0]]  # deterministic rebuild
+    assert identity(results / "tracks" / "0000.parquet") != tracks_before, "downstream of a rebuilt file reruns"
+    pd.testing.assert_frame_equal(video.ChunkStore(results / "chunks" / "0001.h5").index, chunks_before)
+    rebuilt, original = load_backbone(cut[2], "resnet18"), tmp_path / "original.pth"
+    original.write_bytes(originals[cut[2]])
+    assert all(torch.equal(v, load_backbone(original, "resnet18").state_dict()[k]) for k, v in rebuilt.state_dict().items())
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5", ".pth", ".png", ".csv", ".json"])
+def test_is_whole_detects_every_cut(tmp_path, suffix):
+    path = tmp_path / f"artifact{suffix}"
+    if suffix == ".parquet":
+        write_parquet(pd.DataFrame({"a": np.arange(500)}), path, sort_by=["a"])
+    elif suffix == ".h5":
+        with h5py.File(path, "w") as h5:
+            h5["x"] = np.arange(5000)
+    elif suffix == ".pth":
+        export_backbone({"conv1.weight": torch.ones(64, 3, 7, 7)}, path)
+    elif suffix == ".png":
+        import cv2
+        cv2.imwrite(str(path), np.zeros((20, 20, 3), np.uint8))
+    elif suffix == ".csv":
+        pd.DataFrame({"a": [0.5, 1.5]}).to_csv(path, index=False)
+    else:
+        path.write_text(json.dumps({"config": {"seed": 0}}))
+    whole = path.read_bytes()
+    assert is_whole(path)
+    cuts = [1, len(whole) // 2, len(whole) - 1] if suffix != ".csv" else [len(whole) - 1]  # a CSV cut at a line end reads whole
+    for keep in [0, *cuts]:
+        path.write_bytes(whole[:keep])
+        assert not is_whole(path), f"{suffix} cut to {keep} of {len(whole)} bytes looks whole"
+
+
+def test_find_broken_is_fast(tmp_path):
+    """1,000 artifacts of the kinds a run writes, scanned as common.smk does at every start."""
+    kinds = {".parquet": tmp_path / "p.parquet", ".h5": tmp_path / "h.h5", ".pth": tmp_path / "b.pth"}
+    write_parquet(pd.DataFrame({"a": np.arange(100)}), kinds[".parquet"], sort_by=["a"])
+    with h5py.File(kinds[".h5"], "w") as h5:
+        h5["x"] = np.arange(100)
+    export_backbone({"w": torch.ones(10)}, kinds[".pth"])
+    root = tmp_path / "results"
+    for i in range(1000):
+        source = list(kinds.values())[i % 3]
+        folder = root / f"d{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / f"{i:04d}{source.suffix}")
+    truncate(root / "d5" / "0005.pth")
+    start = time.perf_counter()
+    broken = find_broken(root)
+    seconds = time.perf_counter() - start
+    assert broken == [root / "d5" / "0005.pth"]
+    print(f"find_broken: 1,000 files in {seconds * 1000:.0f} ms")
+    assert seconds < 2.0
+
+
+def can_mount_tmpfs(where: Path) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 16 KiB tmpfs: every artifact below is larger. Needs root (mount); skipped elsewhere."""
+    where = tmp_path / "small"
+    if not can_mount_tmpfs(where):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)
+
+
+def test_full_disk_every_writer_fails_cleanly(full_disk, tmp_path, data):  # noqa: F811
+    writers = {
+        "x.parquet": lambda out: write_parquet(pd.DataFrame({"a": np.random.default_rng(0).random(10_000)}), out,
+                                               sort_by=["a"]),
+        "x.h5": lambda out: video.extract_chunks(
+            video.build_manifest(video.list_videos("folder", str(data / "videos")), shards=1, chunk_len=12), str(out),
+            shard=0, per_video=1, length=12, max_side=64, jpeg_quality=100),
+        "x.pth": lambda out: export_backbone({"w": torch.rand(20_000)}, out),  # torch.save hides the ENOSPC
+    }
+    for name, write in writers.items():
+        with pytest.raises(UserError, match=rf"^disk full while writing {full_disk / name}; nothing was left behind$"):
+            write(full_disk / name)
+        assert list(full_disk.iterdir()) == [], f"{name} left something behind"
+
+
+@pytest.mark.slow
+def test_full_disk_in_a_snakemake_job(full_disk, upstream, tmp_path):
+    workdir = copy_of(upstream, tmp_path)
+    (workdir / "results" / "proposals").symlink_to(full_disk, target_is_directory=True)
+    result = snakemake(workdir, "--cores", "2", "results/proposals/0000.parquet")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("vidssl proposals:")]
+    assert lines == ["vidssl proposals: disk full while writing results/proposals/0000.parquet; nothing was left behind"]
+    assert list(full_disk.iterdir()) == []
+
+
+def test_enospc_is_found_behind_other_errors(tmp_path):
+    """Without a small disk: an ENOSPC wrapped by a writer (as torch.save to a file object does) is still named."""
+    target = tmp_path / "x.bin"
+    with pytest.raises(UserError, match="disk full while writing"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            except OSError:
+                raise RuntimeError("unexpected pos 704 vs 598")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="not a disk problem"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("not a disk problem")
+    assert list(tmp_path.iterdir()) == []
