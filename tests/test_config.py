@@ -1,6 +1,7 @@
 """Config validation at start: one clear line naming the key, no traceback, nothing run."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,24 @@ def test_default_config_is_valid(tmp_path):
     result = dry_run(tmp_path, "{}\n")
     assert result.returncode == 0, result.stderr
     assert "train_region_tracker" in result.stdout and "table5" in result.stdout
+
+
+def test_pretrained_checkpoints_are_methods(tmp_path):
+    for name in ("supervised.pth", "moco.pth.tar"):
+        (tmp_path / name).write_bytes(b"placeholder: a dry run only needs the path to exist")
+    result = dry_run(tmp_path, f"""
+pretrained:
+  imagenet_supervised: {{layout: torchvision, path: {tmp_path / 'supervised.pth'}}}
+  imagenet_moco: {{layout: moco, path: {tmp_path / 'moco.pth.tar'}}}
+train:
+  methods: [region_tracker]
+table5:
+  methods: [imagenet_supervised, imagenet_moco, region_tracker]
+  names: {{imagenet_supervised: ImageNet Supervised, imagenet_moco: ImageNet MOCOv2, region_tracker: Ours Region Tracker}}
+""")
+    assert result.returncode == 0, result.stderr
+    jobs = re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1].split("total")[0], re.M)
+    jobs = {rule: int(count) for rule, count in jobs}
+    assert jobs["import_pretrained"] == 2 and jobs["train_region_tracker"] == 1
+    assert "train_moco" not in jobs and "random_init" not in jobs
+    assert jobs["partseg_probe"] == 3

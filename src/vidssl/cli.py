@@ -22,3 +22,8 @@ def run_stage(smk, stage: Callable) -> None:
         log.error("%s", error)
         print(f"vidssl {smk.rule}: {error}", file=console)
         sys.exit(1)
+
+
+def paths(value) -> list[str]:
+    """A named input or output as a list: Snakemake gives a str for one file and a list-like for several."""
+    return [value] if isinstance(value, str) else list(value)

@@ -47,10 +47,6 @@ wildcard_constraints:
     dataset="|".join(EVAL_DATASETS + ["partseg"]),
 
 
-def labelled_root():
-    return config["train"]["labelled"] or f"{SYNTH}/labelled"
-
-
 def labelled_input(wildcards=None):
     """The synthetic labelled set is a rule output; a user-given ImageFolder is outside the DAG."""
     return [f"{SYNTH}/labelled"] if config["train"]["labelled"] is None and SYNTH_USED["labelled"] else []

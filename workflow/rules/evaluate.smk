@@ -20,7 +20,6 @@ rule eval_index:
     output:
         "results/eval/{dataset}.parquet",
     params:
-        synthetic_root=f"{SYNTH}/trajectories",
         aloi=config["evaluation"]["aloi"],
         got10k=config["evaluation"]["got10k"],
     log:

@@ -32,7 +32,7 @@ for train_method in TRAINED_METHODS:
             run=f"results/models/{train_method}/run.json",
         params:
             method=train_method,
-            labelled=labelled_root(),
+            labelled=config["train"]["labelled"],
             seed=config["seed"],
             model=config["model"],
             moco=config["moco"],

@@ -12,7 +12,7 @@ def stage(log):
     elif dataset == "got10k_occlusion":
         index, skipped = eval_sets.got10k_index(p.got10k)
     else:
-        index, skipped = eval_sets.synthetic_index(p.synthetic_root, [dataset])
+        index, skipped = eval_sets.synthetic_index(snakemake.input[0], [dataset])
     for item in skipped:
         log.warning("skipped %s: %s", item["item"], item["reason"])
     write_parquet(index, snakemake.output[0], sort_by=["set", "path"], metadata={"skipped": skipped})

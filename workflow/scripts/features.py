@@ -2,12 +2,11 @@
 from pathlib import Path
 
 from vidssl import features
-from vidssl.cli import run_stage
+from vidssl.cli import paths, run_stage
 from vidssl.devices import claim_gpus
 
 p = snakemake.params
-images = snakemake.input.images
-jobs = [(Path(out).stem, path, out) for path, out in zip([images] if isinstance(images, str) else images, snakemake.output)]
+jobs = [(Path(out).stem, path, out) for path, out in zip(paths(snakemake.input.images), snakemake.output)]
 claim_gpus(snakemake.resources.gpu)
 run_stage(snakemake, lambda log: features.extract(
     snakemake.input.backbone, jobs, arch=p.arch, image_size=p.image_size, batch_size=p.batch_size,

@@ -5,16 +5,17 @@ import sys
 from pathlib import Path
 
 from vidssl import train
-from vidssl.cli import run_stage
+from vidssl.cli import paths, run_stage
 from vidssl.devices import claim_gpus
 
 p, inputs = snakemake.params, snakemake.input
 job = dict(
     method=p.method,
-    chunks=list(getattr(inputs, "chunks", [])),
-    frame_pairs=list(getattr(inputs, "frame_pairs", [])) or None,
-    track_pairs=list(getattr(inputs, "track_pairs", [])) or None,
-    labelled=p.labelled if Path(p.labelled).is_dir() else None,
+    chunks=paths(getattr(inputs, "chunks", [])),
+    frame_pairs=paths(getattr(inputs, "frame_pairs", [])) or None,
+    track_pairs=paths(getattr(inputs, "track_pairs", [])) or None,
+    # the synthetic labelled set is a rule output; a user's ImageFolder is a checked config path
+    labelled=next(iter(paths(inputs.labelled)), None) or p.labelled,
     out_dir=str(Path(snakemake.output.checkpoint).parent),
     cfg={"seed": p.seed, "model": p.model, "moco": p.moco, "train": p.train},
 )
