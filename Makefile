@@ -15,7 +15,7 @@ run: $(STAMP)
 	$(VENV)/bin/snakemake --cores all results/table5.csv
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=20
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m vidssl.bench

@@ -31,3 +31,6 @@ rule all:
         expand("results/figures/tracks_{shard}.png", shard=SHARDS[:1]),
         expand("results/figures/training_{method}.png", method=TRAINED_METHODS),
     default_target: True
+
+
+check_gpu_requests(workflow.rules)

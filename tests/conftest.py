@@ -1,7 +1,11 @@
-"""Fixtures that make small real inputs: mp4 files, JPEG-frame folders, a TrackingNet layout."""
+"""Fixtures that make small real inputs (mp4 files, JPEG-frame folders), and the tiny config's whole-DAG run."""
 from __future__ import annotations
 
 from pathlib import Path
+
+import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -48,3 +52,33 @@ def video_folder(tmp_path: Path) -> Path:
     write_mp4(root / "exact.mp4", moving_square_frames(60, seed=1))
     write_jpeg_folder(root / "jpegs", moving_square_frames(90, seed=2))
     return root
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def snakemake(workdir: Path, *args: str, overlay: str | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Real Snakemake on the tiny config (plus an optional overlay) in `workdir`."""
+    configs = [str(ROOT / "config" / "tiny.yaml")]
+    if overlay:
+        (workdir / "overlay.yaml").write_text(overlay)
+        configs.append(str(workdir / "overlay.yaml"))
+    command = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+               "--configfile", *configs, *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's job-stats table."""
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole DAG of the tiny config, run once per session and shared by the pipeline and cluster tests."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir

@@ -1,15 +1,12 @@
 """Config validation at start: one clear line naming the key, no traceback, nothing run."""
 from __future__ import annotations
 
-import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+from conftest import ROOT, SNAKEMAKE, planned_jobs
 
 
 def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
@@ -63,8 +60,7 @@ table5:
   names: {{imagenet_supervised: ImageNet Supervised, imagenet_moco: ImageNet MOCOv2, region_tracker: Ours Region Tracker}}
 """)
     assert result.returncode == 0, result.stderr
-    jobs = re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1].split("total")[0], re.M)
-    jobs = {rule: int(count) for rule, count in jobs}
+    jobs = planned_jobs(result)
     assert jobs["import_pretrained"] == 2 and jobs["train_region_tracker"] == 1
     assert "train_moco" not in jobs and "random_init" not in jobs
     assert jobs["partseg_probe"] == 3

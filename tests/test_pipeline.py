@@ -1,43 +1,16 @@
 """The whole DAG through real Snakemake on the tiny config, and what reruns after a config change."""
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+from conftest import planned_jobs, snakemake
+
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, overlay: str | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    configs = [str(ROOT / "config" / "tiny.yaml")]
-    if overlay:
-        (workdir / "overlay.yaml").write_text(overlay)
-        configs.append(str(workdir / "overlay.yaml"))
-    command = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", *configs, *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-
-
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> job count from a dry run's job-stats table."""
-    table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("tiny")
-    result = snakemake(workdir, "--cores", "2", "all")
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
 
 
 def test_table5(tiny_run):
@@ -46,7 +19,8 @@ def test_table5(tiny_run):
     assert table.columns.tolist() == ["Method", "aeroplane", "car", "bird", "Avg"]
     classes = table[["aeroplane", "car", "bird"]]
     assert ((classes > 0) & (classes <= 100)).all().all()
-    assert (table.Avg - classes.mean(axis=1)).abs().max() <= 0.051
+    # Avg is the rounded mean of the unrounded accuracies: within 0.05 + 0.05 of the mean of the rounded cells
+    assert (table.Avg - classes.mean(axis=1)).abs().max() <= 0.1 + 1e-9
     assert (tiny_run / "results" / "table5.md").read_text().startswith("| Method")
 
 
@@ -70,8 +44,10 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
         assert (results / "figures" / f"training_{method}.png").stat().st_size > 0
     assert (results / "figures" / "invariance.png").stat().st_size > 0
     assert (results / "figures" / "tracks_0000.png").stat().st_size > 0
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "--forceall", "all"))
     logs = list((tiny_run / "logs").rglob("*.log"))
-    assert len(logs) >= 60 and all(log.stat().st_size > 0 for log in logs if "synth" not in log.name)
+    assert len(logs) == sum(jobs.values()) - jobs["all"], "one log per job"
+    assert all("done in" in log.read_text() for log in logs)
 
 
 @pytest.mark.parametrize(
@@ -80,8 +56,8 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
         ("invariance:\n  top_k: [3]\n", {"invariance", "invariance_summary", "all"}),
         ("partseg:\n  size: 32\n", {"partseg_probe", "table5", "all"}),
         ("tracks:\n  score_threshold: 0.6\n",
-         {"tracks", "track_pairs", "track_sheet", "train_region_tracker", "training_plot", "features", "invariance",
-          "invariance_summary", "partseg_probe", "table5", "all"}),
+         {"tracks", "track_pairs", "track_sheet", "train_region_tracker", "training_plot", "features",
+          "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "all"}),
     ],
 )
 def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
@@ -90,8 +66,8 @@ def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
     jobs = planned_jobs(result)
     assert set(jobs) == reruns
     if "train_region_tracker" in reruns:
-        # only region_tracker's features and probe: one job per dataset, one probe
-        assert jobs["features"] == 5 and jobs["partseg_probe"] == 1
+        # only region_tracker's features, probe and training curve
+        assert jobs["features"] == jobs["partseg_features"] == jobs["partseg_probe"] == jobs["training_plot"] == 1
 
 
 def test_nothing_to_do_after_a_full_run(tiny_run):

@@ -147,7 +147,8 @@ class KnnMonitor:
         order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))
         bank, query = order[: len(items) // 2], order[len(items) // 2:]
         self.bank, self.query = (images[bank], labels[bank]), (images[query], labels[query])
-        self.k, self.classes = min(k, len(bank)), int(labels.max()) + 1
+        # k 200 suits ImageNet-sized banks; in a bank of a few hundred it would outvote every neighbourhood
+        self.k, self.classes = max(1, min(k, len(bank) // 10)), int(labels.max()) + 1
 
     @torch.no_grad()
     def features(self, net, images: torch.Tensor, device) -> torch.Tensor:

@@ -66,3 +66,18 @@ def partseg_source():
 def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
 
+
+
+def check_gpu_requests(rules):
+    """Stop before any submission when a profile or --set-resources asks SLURM for GPUs the job would not use:
+    training starts exactly train.gpus processes, feature extraction uses one device."""
+    wanted = config["train"]["gpus"]
+    for rule in rules:
+        gpu = rule.resources.get("gpu")
+        gpu = getattr(gpu, "value", gpu)
+        if not isinstance(gpu, int) or gpu == 0:
+            continue
+        allowed = wanted if rule.name.startswith("train_") else 1
+        if gpu != allowed:
+            _fail(f"rule {rule.name} asks for {gpu} GPUs but uses {allowed} (train.gpus = {wanted}): "
+                  "set train.gpus in the config, not gpu in the profile")
