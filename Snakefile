@@ -20,12 +20,14 @@ include: "workflow/rules/tracking.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/partseg.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         "results/table5.csv",
         "results/table5.md",
+        "results/config.yaml",
         "results/invariance.csv",
         "results/figures/invariance.png",
         expand("results/figures/tracks_{shard}.png", shard=SHARDS[:1]),

@@ -81,7 +81,7 @@ def test_html_report_renders(tiny_run, tmp_path):
     result = snakemake(tiny_run, "--report", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     html = report.read_text(errors="replace")
-    for expected in ("table5.csv", "invariance.png", "training_moco.png", "tracks_0000.png"):
+    for expected in ("table5.csv", "invariance.png", "training_moco.png", "tracks_0000.png", "config.yaml"):
         assert expected in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
