@@ -55,6 +55,9 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
     [
         ("invariance:\n  top_k: [3]\n", {"invariance", "invariance_summary", "all"}),
         ("partseg:\n  size: 32\n", {"partseg_probe", "table5", "all"}),
+        ("moco:\n  momentum: 0.9\n",
+         {"train_moco", "train_fti", "train_region_tracker", "training_plot", "features", "partseg_features",
+          "invariance", "invariance_summary", "partseg_probe", "table5", "all"}),
         ("tracks:\n  score_threshold: 0.6\n",
          {"tracks", "track_pairs", "track_sheet", "train_region_tracker", "training_plot", "features",
           "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "all"}),

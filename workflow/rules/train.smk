@@ -35,7 +35,7 @@ for train_method in TRAINED_METHODS:
             labelled=config["train"]["labelled"],
             seed=config["seed"],
             model=config["model"],
-            moco=config["moco"],
+            moco=config["moco"] if train_method != "supervised" else {},
             train=TRAIN_PARAMS,
         threads: 2
         log:
