@@ -69,8 +69,8 @@ def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
     jobs = planned_jobs(result)
     # run_config records the resolved config, so it reruns on every change
     assert set(jobs) == reruns | {"run_config"}
-    if "train_region_tracker" in reruns:
-        # only region_tracker's features, probe and training curve
+    if "tracks" in reruns:
+        # only region_tracker's features, probe and training curve: one job each
         assert jobs["features"] == jobs["partseg_features"] == jobs["partseg_probe"] == jobs["training_plot"] == 1
 
 
