@@ -39,7 +39,6 @@ TRAINED_METHODS = config["train"]["methods"]
 METHODS = vidssl_config.methods(config)
 EVAL_DATASETS = vidssl_config.eval_datasets(config)
 PRETRAINED = sorted(config["pretrained"])
-TRAIN_GPU = 1 if config["train"]["gpus"] > 0 else 0
 
 wildcard_constraints:
     shard=r"\d{4}",
