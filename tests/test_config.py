@@ -64,3 +64,9 @@ table5:
     assert jobs["import_pretrained"] == 2 and jobs["train_region_tracker"] == 1
     assert "train_moco" not in jobs and "random_init" not in jobs
     assert jobs["partseg_probe"] == 3
+
+
+def test_lint_is_clean():
+    result = subprocess.run([str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout

@@ -67,16 +67,16 @@ def shard_files(pattern):
 
 
 
-def check_gpu_requests(rules):
+def check_gpu_requests(candidates):
     """Stop before any submission when a profile or --set-resources asks SLURM for GPUs the job would not use:
     training starts exactly train.gpus processes, feature extraction uses one device."""
     wanted = config["train"]["gpus"]
-    for rule in rules:
-        gpu = rule.resources.get("gpu")
+    for candidate in candidates:
+        gpu = candidate.resources.get("gpu")
         gpu = getattr(gpu, "value", gpu)
         if not isinstance(gpu, int) or gpu == 0:
             continue
-        allowed = wanted if rule.name.startswith("train_") else 1
+        allowed = wanted if candidate.name.startswith("train_") else 1
         if gpu != allowed:
-            _fail(f"rule {rule.name} asks for {gpu} GPUs but uses {allowed} (train.gpus = {wanted}): "
+            _fail(f"rule {candidate.name} asks for {gpu} GPUs but uses {allowed} (train.gpus = {wanted}); "
                   "set train.gpus in the config, not gpu in the profile")
