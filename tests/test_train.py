@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
 from vidssl import video
-from vidssl.augment import MIN_BOX, MocoV2Augment
+from vidssl.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, crop_window
 from vidssl.backbone import load_backbone
 from vidssl.io import UserError, write_parquet
 from vidssl.train import TrainingSamples, plot_training, read_tracks, step_batches, train
@@ -145,16 +145,16 @@ def test_region_tracker_samples(data):
 
 
 def test_box_follows_crop_resize_and_flip():
-    image = torch.zeros(3, 48, 64, dtype=torch.uint8)
-    image[:, 10:30, 6:30] = 255  # the tracked object, left of centre so that a flip moves it: box (6, 10, 30, 30)
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[10:30, 6:30] = 255  # the tracked object, left of centre so that a flip moves it: box (6, 10, 30, 30)
     augment = MocoV2Augment(32)
     clipped, sides = 0, set()
     for seed in range(40):
         torch.manual_seed(seed)
         _, box, kept = augment(image, [6.0, 10.0, 30.0, 30.0])
         torch.manual_seed(seed)  # the same crop and flip, without the photometric part
-        geometric = augment.geometric(tv_tensors.Image(image)).as_subclass(torch.Tensor)[0]
-        ys, xs = torch.nonzero(geometric > 127, as_tuple=True)
+        geometric, _ = augment.geometric(image)
+        ys, xs = np.nonzero(geometric[..., 0] > 127)
         if not kept:
             assert torch.equal(box, torch.tensor([0.0, 0.0, 32.0, 32.0])) and (len(xs) == 0 or min(
                 xs.max() - xs.min(), ys.max() - ys.min()) < MIN_BOX + 1)
@@ -164,6 +164,28 @@ def test_box_follows_crop_resize_and_flip():
         clipped += bool((box == 0).any() or (box == 32).any())
         sides.add(bool(box[0] + box[2] > 32))  # right of centre: only after a flip
     assert clipped > 0 and sides == {False, True}
+
+
+@pytest.mark.parametrize("op,factor", [("brightness", 1.3), ("contrast", 0.7), ("saturation", 1.4), ("hue", 0.08),
+                                       ("hue", -0.1), ("brightness", 0.6)])
+def test_jitter_steps_match_torchvision(op, factor):
+    rgb = np.random.default_rng(0).random((24, 20, 3), dtype=np.float32)
+    ours = adjust(rgb, op, factor)
+    theirs = getattr(TF, f"adjust_{op}")(torch.from_numpy(rgb).permute(2, 0, 1), factor).permute(1, 2, 0).numpy()
+    assert op in JITTER_OPS and np.abs(ours - theirs).max() < 2e-3
+
+
+def test_crop_window_follows_random_resized_crop():
+    areas = []
+    for seed in range(200):
+        torch.manual_seed(seed)
+        top, left, h, w = crop_window(96, 128)
+        assert 0 <= top <= 96 - h and 0 <= left <= 128 - w and h > 0 and w > 0
+        areas.append(h * w / (96 * 128))
+        assert 3 / 4 - 0.05 <= w / h <= 4 / 3 + 0.05 or (h, w) == (96, 128)
+    assert 0.19 <= min(areas) < 0.3 and max(areas) > 0.9
+    top, left, h, w = crop_window(10, 400)  # no try fits a 40:1 strip: the centred fallback, ratio clamped to 4:3
+    assert (h, w) == (10, 13) and left == (400 - 13) // 2
 
 
 def test_step_batches_split_the_global_batch():

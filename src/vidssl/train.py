@@ -29,7 +29,7 @@ import torchvision
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vidssl.augment import MocoV2Augment, eval_transform, to_tensor
+from vidssl.augment import MocoV2Augment, eval_transform
 from vidssl.backbone import export_backbone, pooled_features
 from vidssl.io import UserError, atomic_path, read_parquet, save_figure, write_csv
 from vidssl.moco import MoCo
@@ -96,14 +96,14 @@ class TrainingSamples(torch.utils.data.Dataset):
             torch.manual_seed(self.seed * 1_000_003 + index)
             return self.sample(unit)
 
-    def pair_frames(self, unit) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair_frames(self, unit) -> tuple[np.ndarray, np.ndarray]:
         video, chunk, frame_a, frame_b = unit
         store = self.stores[self.store_of[(video, int(chunk))]]
-        return to_tensor(store.frame(video, chunk, frame_a)), to_tensor(store.frame(video, chunk, frame_b))
+        return store.frame(video, chunk, frame_a), store.frame(video, chunk, frame_b)
 
     def sample(self, unit) -> dict:
         if self.method == "moco":
-            image = to_tensor(self.stores[unit[0]].read(int(unit[1])))
+            image = self.stores[unit[0]].read(int(unit[1]))
             return {"x_q": self.augment(image)[0], "x_k": self.augment(image)[0]}
         if self.method == "fti":
             image_a, image_b = self.pair_frames(unit)
@@ -121,7 +121,7 @@ class TrainingSamples(torch.utils.data.Dataset):
                 boxes_q = boxes_k = torch.tensor([0.0, 0.0, x_q.shape[-1], x_q.shape[-2]])
             return {"x_q": x_q, "x_k": x_k, "boxes_q": boxes_q, "boxes_k": boxes_k, "tracked": tracked}
         path, label = self.labelled[int(unit)]
-        return {"x": self.augment(to_tensor(read_image(path)))[0], "y": label}
+        return {"x": self.augment(read_image(path))[0], "y": label}
 
 
 def step_batches(start: int, steps: int, batch: int, rank: int, world: int):
