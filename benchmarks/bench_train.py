@@ -100,7 +100,7 @@ def real_images_per_s(method: str, world: dict, cfg: dict, out: Path, warmup: in
 
 def run(steps: int | None = None, workers: int | None = None) -> list[dict]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    steps = steps or (200 if device.type == "cuda" else 6)
+    steps = steps or (200 if device.type == "cuda" else 24)
     workers = workers if workers is not None else max(1, min(14, (os.cpu_count() or 2) - 2))
     cfg = config(steps, workers)
     images = 2 * cfg["train"]["batch_size"]
@@ -109,7 +109,7 @@ def run(steps: int | None = None, workers: int | None = None) -> list[dict]:
     rt_seconds = bare_step_seconds("region_tracker", cfg, device, bare_steps)
     with tempfile.TemporaryDirectory() as tmp:
         world = make_world(Path(tmp) / "world")
-        real = real_images_per_s("fti", world, cfg, Path(tmp) / "models", warmup=min(20, steps // 3))
+        real = real_images_per_s("fti", world, cfg, Path(tmp) / "models", warmup=min(20, steps // 4))
     bare = images / fti_seconds
     where = f"{device.type}, resnet18 64 px, batch 64, {workers} workers"
     return [
