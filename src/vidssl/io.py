@@ -79,8 +79,9 @@ def write_parquet(
             if not group_by or len(frame) == 0:
                 writer.write_table(table)
             else:
-                keys = frame[group_by].astype(str).agg("\x1f".join, axis=1)
-                bounds = [0, *(keys.ne(keys.shift()).to_numpy().nonzero()[0][1:]), len(frame)]
+                keys = frame[group_by]
+                starts = keys.ne(keys.shift()).any(axis=1).to_numpy().nonzero()[0][1:]
+                bounds = [0, *starts, len(frame)]
                 for start, stop in zip(bounds[:-1], bounds[1:]):
                     writer.write_table(table.slice(start, stop - start))
 

@@ -226,10 +226,10 @@ class ChunkStore:
         except (OSError, KeyError) as error:
             raise UserError(f"{self.path}: not a readable chunk container ({error}); delete it and rerun") from error
         self._rows = {key: i for i, key in enumerate(zip(self.index.video, self.index.chunk, self.index.frame))}
-        self._h5 = None
+        self._h5 = self._jpeg = None
 
     def __getstate__(self):
-        return {**self.__dict__, "_h5": None}
+        return {**self.__dict__, "_h5": None, "_jpeg": None}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -243,9 +243,10 @@ class ChunkStore:
 
     def read(self, row: int) -> np.ndarray:
         """The BGR uint8 image stored at `row`."""
-        if self._h5 is None:
+        if self._jpeg is None:  # the dataset handle, not the file: looking it up by name costs more than the read
             self._h5 = h5py.File(self.path, "r")
-        return cv2.imdecode(self._h5["jpeg"][row], cv2.IMREAD_COLOR)
+            self._jpeg = self._h5["jpeg"]
+        return cv2.imdecode(self._jpeg[row], cv2.IMREAD_COLOR)
 
     def frame(self, video: str, chunk: int, frame: int) -> np.ndarray:
         return self.read(self.row(video, chunk, frame))
