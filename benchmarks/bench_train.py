@@ -57,8 +57,8 @@ def make_world(root: Path) -> dict:
             "track_pairs": [str(root / "tracks.parquet")]}
 
 
-def bare_step_seconds(method: str, cfg: dict, device: torch.device, steps: int) -> float:
-    """Seconds per optimiser step of the training model on tensors already on the device."""
+def bare_stepper(method: str, cfg: dict, device: torch.device):
+    """One optimiser step of the training model on tensors already on the device, as a function returning its seconds."""
     torch.manual_seed(0)
     model = build_model(method, cfg, 0).to(device)
     batch, size = cfg["train"]["batch_size"], cfg["model"]["image_size"]
@@ -71,23 +71,31 @@ def bare_step_seconds(method: str, cfg: dict, device: torch.device, steps: int) 
     boxes = torch.tensor([[8.0, 8.0, 40.0, 48.0]], device=device).repeat(batch, 1) if method == "region_tracker" else None
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 
-    def step():
+    def step() -> float:
+        start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             loss, _ = model(x_q, x_k, boxes, boxes)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
-    for _ in range(5):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+    return step
+
+
+def bare_step_seconds(cfg: dict, device: torch.device, steps: int) -> dict[str, float]:
+    """Median seconds per bare step of fti and region_tracker, their steps interleaved so that a shared machine's
+    slow and fast moments fall on both alike."""
+    steppers = {method: bare_stepper(method, cfg, device) for method in ("fti", "region_tracker")}
+    times = {method: [] for method in steppers}
+    for index in range(5 + steps):
+        for method, step in steppers.items():
+            seconds = step()
+            if index >= 5:
+                times[method].append(seconds)
+    return {method: float(np.median(values)) for method, values in times.items()}
 
 
 def real_images_per_s(method: str, world: dict, cfg: dict, out: Path, warmup: int) -> float:
@@ -105,8 +113,8 @@ def run(steps: int | None = None, workers: int | None = None) -> list[dict]:
     cfg = config(steps, workers)
     images = 2 * cfg["train"]["batch_size"]
     bare_steps = max(5, steps // 2)
-    fti_seconds = bare_step_seconds("fti", cfg, device, bare_steps)
-    rt_seconds = bare_step_seconds("region_tracker", cfg, device, bare_steps)
+    seconds = bare_step_seconds(cfg, device, bare_steps)
+    fti_seconds, rt_seconds = seconds["fti"], seconds["region_tracker"]
     with tempfile.TemporaryDirectory() as tmp:
         world = make_world(Path(tmp) / "world")
         real = real_images_per_s("fti", world, cfg, Path(tmp) / "models", warmup=min(20, steps // 4))
