@@ -9,7 +9,7 @@ falls back to a frame pair) and the sample reports `box_kept = False`.
 The steps follow torchvision's definitions (crop sampling, jitter factors and their random order, luma weights) but
 run as OpenCV/NumPy calls on the small training images: torchvision.transforms.v2 on a 64 px image spends most of its
 ~1.8 ms in per-call overhead, which on a CPU-only machine the data workers take away from the model. All randomness
-is drawn from torch's generator, so seeding torch before a sample fixes its augmentation.
+comes from the NumPy generator passed in, so a sample's augmentation is a function of that generator's seed.
 """
 from __future__ import annotations
 
@@ -26,26 +26,18 @@ MIN_BOX = 2.0
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 
 
-def uniform(low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand(()))
-
-
-def chance(p: float) -> bool:
-    return float(torch.rand(())) < p
-
-
-def crop_window(height: int, width: int, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def crop_window(height: int, width: int, rng: np.random.Generator, scale=(0.2, 1.0),
+                ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
     """(top, left, h, w) as torchvision's RandomResizedCrop.get_params: ten tries at a random area and aspect ratio,
     then the largest centred crop with the ratio clamped."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
-        target = area * uniform(*scale)
-        aspect = math.exp(uniform(*log_ratio))
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
         w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, ()))
-            left = int(torch.randint(0, width - w + 1, ()))
+            top, left = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
             return top, left, h, w
     in_ratio = width / height
     if in_ratio < ratio[0]:
@@ -76,54 +68,55 @@ def adjust(rgb: np.ndarray, op: str, factor: float) -> np.ndarray:
     return np.clip(rgb, 0, 1)
 
 
-def color_jitter(rgb: np.ndarray, strength: float = 0.4, hue: float = 0.1) -> np.ndarray:
+def color_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.4, hue: float = 0.1) -> np.ndarray:
     """ColorJitter(strength, strength, strength, hue): the four adjustments with random factors in a random order."""
-    factors = {op: uniform(max(0.0, 1 - strength), 1 + strength) for op in ("brightness", "contrast", "saturation")}
-    factors["hue"] = uniform(-hue, hue)
-    for index in torch.randperm(4).tolist():
+    factors = {op: rng.uniform(max(0.0, 1 - strength), 1 + strength) for op in ("brightness", "contrast", "saturation")}
+    factors["hue"] = rng.uniform(-hue, hue)
+    for index in rng.permutation(4):
         op = JITTER_OPS[index]
         rgb = adjust(rgb, op, factors[op])
     return rgb
 
 
 class MocoV2Augment:
-    """Callable (BGR uint8 image[, box x1 y1 x2 y2]) -> (normalised float CHW tensor, box in output pixels, box_kept)."""
+    """Callable (BGR uint8 image, box x1 y1 x2 y2 or None, rng) -> (normalised float CHW tensor, box in output pixels,
+    box_kept)."""
 
     def __init__(self, size: int):
         self.size = size
         self.blur_kernel = 2 * round(0.05 * size) + 1  # about a tenth of the side, odd
 
-    def geometric(self, image: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
+    def geometric(self, image: np.ndarray, box, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Random resized crop, then horizontal flip; the box (default: the whole image) moves with them."""
         height, width = image.shape[:2]
         box = np.array([0, 0, width, height] if box is None else box, np.float32)
-        top, left, h, w = crop_window(height, width)
+        top, left, h, w = crop_window(height, width, rng)
         shrinking = h > self.size or w > self.size
         out = cv2.resize(image[top:top + h, left:left + w], (self.size, self.size),
                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         box = (box - np.array([left, top] * 2, np.float32)) * np.array([self.size / w, self.size / h] * 2, np.float32)
-        if chance(0.5):
+        if rng.random() < 0.5:
             out = out[:, ::-1]
             box = np.array([self.size - box[2], box[1], self.size - box[0], box[3]], np.float32)
         return out, box.clip(0, self.size)
 
-    def photometric(self, image: np.ndarray) -> torch.Tensor:
+    def photometric(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         rgb = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
-        if chance(0.8):
-            rgb = color_jitter(rgb)
-        if chance(0.2):
+        if rng.random() < 0.8:
+            rgb = color_jitter(rgb, rng)
+        if rng.random() < 0.2:
             rgb = np.repeat(grayscale(rgb), 3, axis=2)
-        if chance(0.5):
-            rgb = cv2.GaussianBlur(rgb, (self.blur_kernel, self.blur_kernel), uniform(0.1, 2.0),
+        if rng.random() < 0.5:
+            rgb = cv2.GaussianBlur(rgb, (self.blur_kernel, self.blur_kernel), rng.uniform(0.1, 2.0),
                                    borderType=cv2.BORDER_REFLECT_101)
         return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
 
-    def __call__(self, image: np.ndarray, box=None):
-        image, out = self.geometric(image, box)
+    def __call__(self, image: np.ndarray, box, rng: np.random.Generator):
+        image, out = self.geometric(image, box, rng)
         kept = bool(out[2] - out[0] >= MIN_BOX and out[3] - out[1] >= MIN_BOX)
         if not kept:
             out = np.array([0.0, 0.0, self.size, self.size], np.float32)
-        return self.photometric(image), torch.from_numpy(out), kept
+        return self.photometric(image, rng), torch.from_numpy(out), kept
 
 
 def eval_transform(bgr: np.ndarray, size: int) -> torch.Tensor:

@@ -92,36 +92,34 @@ class TrainingSamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         epoch, position = divmod(index, len(self.units))
         unit = self.units[int(self.order(epoch)[position])]
-        with torch.random.fork_rng(devices=[]):  # keeps the caller's RNG untouched when workers = 0
-            torch.manual_seed(self.seed * 1_000_003 + index)
-            return self.sample(unit)
+        return self.sample(unit, np.random.default_rng([self.seed, index]))
 
     def pair_frames(self, unit) -> tuple[np.ndarray, np.ndarray]:
         video, chunk, frame_a, frame_b = unit
         store = self.stores[self.store_of[(video, int(chunk))]]
         return store.frame(video, chunk, frame_a), store.frame(video, chunk, frame_b)
 
-    def sample(self, unit) -> dict:
+    def sample(self, unit, rng: np.random.Generator) -> dict:
         if self.method == "moco":
             image = self.stores[unit[0]].read(int(unit[1]))
-            return {"x_q": self.augment(image)[0], "x_k": self.augment(image)[0]}
+            return {"x_q": self.augment(image, None, rng)[0], "x_k": self.augment(image, None, rng)[0]}
         if self.method == "fti":
             image_a, image_b = self.pair_frames(unit)
-            return {"x_q": self.augment(image_a)[0], "x_k": self.augment(image_b)[0]}
+            return {"x_q": self.augment(image_a, None, rng)[0], "x_k": self.augment(image_b, None, rng)[0]}
         if self.method == "region_tracker":
             image_a, image_b = self.pair_frames(unit)
             candidates = self.tracks.get((unit[0], int(unit[1]), int(unit[2]), int(unit[3])))
             box_a = box_b = None
             if candidates is not None:
-                box_a, box_b = np.split(candidates[int(torch.randint(len(candidates), ()))], 2)
-            x_q, boxes_q, kept_q = self.augment(image_a, box_a)
-            x_k, boxes_k, kept_k = self.augment(image_b, box_b)
+                box_a, box_b = np.split(candidates[rng.integers(len(candidates))], 2)
+            x_q, boxes_q, kept_q = self.augment(image_a, box_a, rng)
+            x_k, boxes_k, kept_k = self.augment(image_b, box_b, rng)
             tracked = candidates is not None and kept_q and kept_k
             if not tracked:  # whole crops: the patch pair is the frame pair seen through layer3 ROI pooling
                 boxes_q = boxes_k = torch.tensor([0.0, 0.0, x_q.shape[-1], x_q.shape[-2]])
             return {"x_q": x_q, "x_k": x_k, "boxes_q": boxes_q, "boxes_k": boxes_k, "tracked": tracked}
         path, label = self.labelled[int(unit)]
-        return {"x": self.augment(read_image(path))[0], "y": label}
+        return {"x": self.augment(read_image(path), None, rng)[0], "y": label}
 
 
 def step_batches(start: int, steps: int, batch: int, rank: int, world: int):
