@@ -1,7 +1,6 @@
 """Manifest and chunk extraction: chunk placement, every video source, bad videos beside good ones."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest

@@ -49,6 +49,16 @@ def crop_window(height: int, width: int, rng: np.random.Generator, scale=(0.2, 1
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def rgb_float(bgr: np.ndarray) -> np.ndarray:
+    """An OpenCV BGR uint8 image as float32 RGB in [0, 1]."""
+    return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+def normalised_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """Float RGB H x W x 3 in [0, 1] -> ImageNet-normalised 3 x H x W tensor."""
+    return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
+
+
 def grayscale(rgb: np.ndarray) -> np.ndarray:
     return (rgb @ LUMA)[..., None]
 
@@ -70,7 +80,7 @@ def adjust(rgb: np.ndarray, op: str, factor: float) -> np.ndarray:
 
 def color_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.4, hue: float = 0.1) -> np.ndarray:
     """ColorJitter(strength, strength, strength, hue): the four adjustments with random factors in a random order."""
-    factors = {op: rng.uniform(max(0.0, 1 - strength), 1 + strength) for op in ("brightness", "contrast", "saturation")}
+    factors = {op: rng.uniform(max(0.0, 1 - strength), 1 + strength) for op in JITTER_OPS[:3]}
     factors["hue"] = rng.uniform(-hue, hue)
     for index in rng.permutation(4):
         op = JITTER_OPS[index]
@@ -101,7 +111,7 @@ class MocoV2Augment:
         return out, box.clip(0, self.size)
 
     def photometric(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        rgb = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+        rgb = rgb_float(image)
         if rng.random() < 0.8:
             rgb = color_jitter(rgb, rng)
         if rng.random() < 0.2:
@@ -109,7 +119,7 @@ class MocoV2Augment:
         if rng.random() < 0.5:
             rgb = cv2.GaussianBlur(rgb, (self.blur_kernel, self.blur_kernel), rng.uniform(0.1, 2.0),
                                    borderType=cv2.BORDER_REFLECT_101)
-        return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
+        return normalised_tensor(rgb)
 
     def __call__(self, image: np.ndarray, box, rng: np.random.Generator):
         image, out = self.geometric(image, box, rng)
@@ -121,5 +131,4 @@ class MocoV2Augment:
 
 def eval_transform(bgr: np.ndarray, size: int) -> torch.Tensor:
     """Resize to size x size and normalise: the kNN monitor's view of a labelled image."""
-    rgb = cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    return torch.from_numpy(((rgb.astype(np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
+    return normalised_tensor(rgb_float(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)))

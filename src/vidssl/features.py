@@ -43,15 +43,16 @@ class CropImages(Dataset):
         self.path = crops_path
         with h5py.File(crops_path, "r") as h5:
             self.length = len(h5["images"])
-        self._h5 = None
+        self._h5 = self._images = None
 
     def __len__(self):
         return self.length
 
     def __getitem__(self, i):
-        if self._h5 is None:
+        if self._images is None:  # keep the dataset handle: looking it up by name per crop costs more than the read
             self._h5 = h5py.File(self.path, "r")
-        return torch.from_numpy(self._h5["images"][i])
+            self._images = self._h5["images"]
+        return torch.from_numpy(self._images[i])
 
 
 def source(images_path: str, image_size: int) -> tuple[Dataset, np.ndarray, np.ndarray, list[str]]:
