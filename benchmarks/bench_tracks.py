@@ -21,7 +21,7 @@ from vidssl.video import resize_max_side
 
 TARGET = 0.05
 LENGTH = 60
-TRACK_PARAMS = dict(score_threshold=0.5, min_length=10, link_floor=0.3, points=25, fb_error=1.0, max_tracks=50)
+TRACK_PARAMS = dict(score_threshold=0.5, min_length=10, link_floor=0.3, points=16, fb_error=1.0, max_tracks=50)
 
 
 def clutter_chunk(max_side: int) -> list:

@@ -120,7 +120,7 @@ def propagate(prev_gray: np.ndarray, next_gray: np.ndarray, boxes: np.ndarray, *
 
 
 def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, score_threshold: float = 0.5,
-               min_length: int = 10, link_floor: float = 0.3, points: int = 25, fb_error: float = 1.0,
+               min_length: int = 10, link_floor: float = 0.3, points: int = 16, fb_error: float = 1.0,
                max_tracks: int = 50) -> pd.DataFrame:
     """Tracks through one chunk (see the module docstring): columns track, frame, x1, y1, x2, y2, score."""
     if len(frames) != len(proposals):
@@ -186,7 +186,7 @@ def _proposal_groups(proposals_path: str) -> tuple[pq.ParquetFile, dict[tuple[st
 
 
 def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_threshold: float = 0.5,
-                min_length: int = 10, link_floor: float = 0.3, points: int = 25, fb_error: float = 1.0,
+                min_length: int = 10, link_floor: float = 0.3, points: int = 16, fb_error: float = 1.0,
                 max_tracks: int = 50, log=None) -> dict:
     """Tracks for every chunk of a shard: video, chunk, track, frame, x1, y1, x2, y2, score, one row group per chunk.
 
