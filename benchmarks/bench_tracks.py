@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vidssl import synthetic
-from vidssl.proposals import selective_search, single_opencv_thread
+from vidssl.selective_search import selective_search, single_opencv_thread
 from vidssl.tracks import link_chunk
 from vidssl.video import resize_max_side
 

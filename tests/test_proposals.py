@@ -13,7 +13,8 @@ import pytest
 
 from test_tracks import make_container, moving_object_frames
 from vidssl.io import UserError, parquet_metadata, read_parquet
-from vidssl.proposals import propose_shard, selective_search
+from vidssl.proposals import propose_shard
+from vidssl.selective_search import selective_search
 from vidssl.video import ChunkStore, resize_max_side
 
 
@@ -42,7 +43,7 @@ def test_same_order_twice_in_one_process():
 def test_same_order_in_fresh_processes(tmp_path):
     image = moving_object_frames(n_frames=1)[0][0]
     np.save(tmp_path / "image.npy", image)
-    code = ("import sys, numpy as np; from vidssl.proposals import selective_search; "
+    code = ("import sys, numpy as np; from vidssl.selective_search import selective_search; "
             "np.save(sys.argv[2], selective_search(np.load(sys.argv[1])))")
     for name in ("a.npy", "b.npy"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / "image.npy"), str(tmp_path / name)], check=True)

@@ -14,7 +14,8 @@ from conftest import write_mp4
 from vidssl import video
 from vidssl.figures import contact_sheet
 from vidssl.io import parquet_metadata, read_parquet
-from vidssl.proposals import propose_shard, selective_search
+from vidssl.proposals import propose_shard
+from vidssl.selective_search import selective_search
 from vidssl.tracks import box_iou, link_chunk, masked_median, propagate, track_shard
 
 BOXES = ["x1", "y1", "x2", "y2"]

@@ -14,9 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-class UserError(Exception):
-    """A mistake in the user's input or config: reported as one line, never a traceback."""
+from vidssl.errors import UserError
 
 
 @contextlib.contextmanager

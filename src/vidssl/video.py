@@ -241,16 +241,30 @@ class ChunkStore:
     def row(self, video: str, chunk: int, frame: int) -> int:
         return self._rows[(video, int(chunk), int(frame))]
 
-    def read(self, row: int) -> np.ndarray:
-        """The BGR uint8 image stored at `row`."""
+    def _jpegs(self):
         if self._jpeg is None:  # the dataset handle, not the file: looking it up by name costs more than the read
             self._h5 = h5py.File(self.path, "r")
             self._jpeg = self._h5["jpeg"]
-        return cv2.imdecode(self._jpeg[row], cv2.IMREAD_COLOR)
+        return self._jpeg
+
+    def read(self, row: int) -> np.ndarray:
+        """The BGR uint8 image stored at `row` (None if it does not decode)."""
+        return cv2.imdecode(self._jpegs()[row], cv2.IMREAD_COLOR)
 
     def frame(self, video: str, chunk: int, frame: int) -> np.ndarray:
         return self.read(self.row(video, chunk, frame))
 
+    def chunk_rows(self, video: str, chunk: int) -> np.ndarray:
+        """The rows of one chunk's frames, in frame order."""
+        return self.index.index[(self.index.video == video) & (self.index.chunk == chunk)].to_numpy()
+
+    def jpeg_rows(self, rows) -> np.ndarray:
+        """The stored JPEG bytes at increasing `rows`, in one HDF5 call (a call per frame costs more than decoding it)."""
+        return self._jpegs()[np.asarray(rows)]
+
+    def read_rows(self, rows) -> list[np.ndarray]:
+        """The BGR uint8 images at increasing `rows` (None for one that does not decode)."""
+        return [cv2.imdecode(blob, cv2.IMREAD_COLOR) for blob in self.jpeg_rows(rows)]
+
     def chunk_frames(self, video: str, chunk: int) -> list[np.ndarray]:
-        rows = self.index.index[(self.index.video == video) & (self.index.chunk == chunk)]
-        return [self.read(r) for r in rows]
+        return self.read_rows(self.chunk_rows(video, chunk))
