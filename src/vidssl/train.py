@@ -90,24 +90,45 @@ class TrainingSamples(torch.utils.data.Dataset):
         return self._order
 
     def __getitem__(self, index: int) -> dict:
-        epoch, position = divmod(index, len(self.units))
-        unit = self.units[int(self.order(epoch)[position])]
-        return self.sample(unit, np.random.default_rng([self.seed, index]))
+        return self.__getitems__([index])[0]
 
-    def pair_frames(self, unit) -> tuple[np.ndarray, np.ndarray]:
-        video, chunk, frame_a, frame_b = unit
-        store = self.stores[self.store_of[(video, int(chunk))]]
-        return store.frame(video, chunk, frame_a), store.frame(video, chunk, frame_b)
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """The samples at `indices` (the DataLoader asks for a whole batch): the frames they need are read with one
+        HDF5 call per shard, since a call per frame costs about a tenth of a sample."""
+        units = []
+        for index in indices:
+            epoch, position = divmod(index, len(self.units))
+            units.append(self.units[int(self.order(epoch)[position])])
+        frames = self.read_frames(units)
+        return [self.sample(unit, np.random.default_rng([self.seed, index]), frames)
+                for index, unit in zip(indices, units)]
 
-    def sample(self, unit, rng: np.random.Generator) -> dict:
+    def frame_keys(self, unit) -> list[tuple[int, int]]:
+        """(store, row) of each frame a unit needs."""
         if self.method == "moco":
-            image = self.stores[unit[0]].read(int(unit[1]))
-            return {"x_q": self.augment(image, None, rng)[0], "x_k": self.augment(image, None, rng)[0]}
+            return [(int(unit[0]), int(unit[1]))]
+        if self.method in ("fti", "region_tracker"):
+            video, chunk, frame_a, frame_b = unit
+            store = self.store_of[(video, int(chunk))]
+            return [(store, self.stores[store].row(video, chunk, frame)) for frame in (frame_a, frame_b)]
+        return []
+
+    def read_frames(self, units) -> dict[tuple[int, int], np.ndarray]:
+        keys = sorted({key for unit in units for key in self.frame_keys(unit)})
+        frames = {}
+        for store in sorted({store for store, _ in keys}):
+            rows = [row for s, row in keys if s == store]
+            frames.update(zip(((store, row) for row in rows), self.stores[store].read_rows(rows)))
+        return frames
+
+    def sample(self, unit, rng: np.random.Generator, frames: dict) -> dict:
+        images = [frames[key] for key in self.frame_keys(unit)]
+        if self.method == "moco":
+            return {"x_q": self.augment(images[0], None, rng)[0], "x_k": self.augment(images[0], None, rng)[0]}
         if self.method == "fti":
-            image_a, image_b = self.pair_frames(unit)
-            return {"x_q": self.augment(image_a, None, rng)[0], "x_k": self.augment(image_b, None, rng)[0]}
+            return {"x_q": self.augment(images[0], None, rng)[0], "x_k": self.augment(images[1], None, rng)[0]}
         if self.method == "region_tracker":
-            image_a, image_b = self.pair_frames(unit)
+            image_a, image_b = images
             candidates = self.tracks.get((unit[0], int(unit[1]), int(unit[2]), int(unit[3])))
             box_a = box_b = None
             if candidates is not None:
