@@ -91,6 +91,12 @@ def container(tmp_path_factory):
     return make_container(tmp, {"v0": frames[0], "v1": frames[1], "v2": frames[2]}, length=8)
 
 
+def test_worker_module_imports_only_opencv_and_numpy():
+    """Each spawned proposals worker imports vidssl.selective_search; pandas/pyarrow/h5py would cost ~0.3 s a worker."""
+    code = "import sys, vidssl.selective_search; print(sorted({'pandas', 'pyarrow', 'h5py', 'torch'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
 def test_propose_shard_same_bytes_for_one_and_two_workers(container, tmp_path):
     one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
     summary = propose_shard(container, one, threads=1)

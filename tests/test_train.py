@@ -144,6 +144,19 @@ def test_region_tracker_samples(data):
     assert not torch.equal(samples[3]["x_k"], samples[3 + len(samples)]["x_k"])  # not of its epoch position
 
 
+@pytest.mark.parametrize("method", ["moco", "fti", "region_tracker"])
+def test_a_batch_read_at_once_equals_its_samples_read_one_by_one(data, method):
+    store = video.ChunkStore(data / "chunks.h5")
+    samples = TrainingSamples(method, stores=[store], frame_pairs=pd.read_parquet(data / "pairs.parquet"),
+                              tracks=read_tracks([data / "tracks.parquet"]), labelled=None, image_size=32, seed=0)
+    indices = [5, 0, 3, 3, 2 * len(samples) + 1]  # any order, repeats, a later epoch: frames shared within the batch
+    for batched, index in zip(samples.__getitems__(indices), indices):
+        single = samples[index]
+        assert batched.keys() == single.keys()
+        for key, value in single.items():
+            assert torch.equal(batched[key], value) if torch.is_tensor(value) else batched[key] == value
+
+
 def test_box_follows_crop_resize_and_flip():
     image = np.zeros((48, 64, 3), np.uint8)
     image[10:30, 6:30] = 255  # the tracked object, left of centre so that a flip moves it: box (6, 10, 30, 30)
