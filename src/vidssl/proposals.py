@@ -47,14 +47,14 @@ def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k:
     check_mode(mode)
     store = ChunkStore(chunks_path)
     params = dict(mode=mode, top_k=int(top_k), min_size=int(min_size))
-    frames = store.index.frame.to_numpy()
+    frames, chunks = store.index.frame.to_numpy(), store.chunks()
 
     def tasks():  # read lazily: only the chunks in flight are held in memory
-        for row in store.chunks().itertuples():
+        for row in chunks.itertuples():
             rows = store.chunk_rows(row.video, row.chunk)
             yield row.video, int(row.chunk), frames[rows], store.jpeg_rows(rows), params
 
-    progress = dict(total=len(store.chunks()), desc=f"proposals {chunks_path}", unit="chunk")
+    progress = dict(total=len(chunks), desc=f"proposals {chunks_path}", unit="chunk")
     if threads <= 1:
         with single_opencv_thread():
             results = [propose_chunk(task) for task in tqdm(tasks(), **progress)]
