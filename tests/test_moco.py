@@ -129,6 +129,24 @@ def test_whole_frame_roi_matches_frame_features():
     assert (F.cosine_similarity(frame, small) < F.cosine_similarity(frame, patch)).all()
 
 
+
+@pytest.mark.parametrize("bn_splits", [1, 2])
+def test_frames_and_patches_share_layer4_but_not_bn_statistics(bn_splits):
+    """encode() runs frames and patches through layer4 as one batch; in training mode each must still be normalised by
+    its own BN groups, exactly as two separate calls (a shared BN would mix frame and patch statistics)."""
+    model = tiny_moco(bn_splits=bn_splits)
+    x_q, _, boxes, _ = batch()
+    net = model.encoder_q.train()
+    frame, patch = model.encode(net, x_q, boxes)
+    with torch.no_grad():
+        layer3 = to_layer3(net, x_q)
+        apart_frame = from_layer3(net, layer3)
+        apart_patch = from_layer3(net, roi_features(layer3, boxes, model.roi_size))
+        mixed = from_layer3(net, torch.cat([layer3, roi_features(layer3, boxes, model.roi_size)]))
+    assert torch.allclose(frame, apart_frame, atol=1e-5) and torch.allclose(patch, apart_patch, atol=1e-5)
+    assert not torch.allclose(torch.cat([frame, patch]), mixed, atol=1e-3)  # the check can tell the two apart
+    assert all(m.num_splits == max(1, bn_splits) for m in net.modules() if isinstance(m, SplitBatchNorm))
+
 def one_step(model, x_q, x_k, boxes_q, boxes_k):
     optimizer = torch.optim.SGD(model.module.encoder_q.parameters() if hasattr(model, "module")
                                 else model.encoder_q.parameters(), lr=0.1)
