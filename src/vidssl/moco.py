@@ -168,7 +168,7 @@ class MoCo(nn.Module):
         if boxes is None:
             return from_layer3(net, layer3), None
         # Frames and patches pass layer4 as one batch: its convolutions run as larger GEMMs (a region_tracker step
-        # 4-7% faster on CPU at 48-64 px), while BN still sees them apart, as two calls would.
+        # about 5% faster on CPU at 48-64 px), while BN still sees them apart, as two calls would.
         with batches_normalised_apart(net.layer4, 2):
             frame, patch = from_layer3(net, torch.cat([layer3, roi_features(layer3, boxes, self.roi_size)])).chunk(2)
         return frame, patch

@@ -12,4 +12,5 @@ jobs = [(Path(out).stem, path, out) for path, out in zip(paths(snakemake.input.i
 claim_gpus(snakemake.resources.gpu)
 run_stage(snakemake, lambda log: features.extract(
     snakemake.input.backbone, jobs, arch=p.arch, image_size=p.image_size, batch_size=p.batch_size,
-    method=snakemake.wildcards.method, workers=features.loader_workers(snakemake.threads, torch.cuda.is_available()), log=log))
+    method=snakemake.wildcards.method, log=log,
+    workers=features.loader_workers(snakemake.threads, torch.cuda.is_available())))
