@@ -100,16 +100,11 @@ def bare_step_seconds(cfg: dict, device: torch.device, steps: int) -> dict[str, 
     return times
 
 
-def step_flops(method: str, cfg: dict) -> int:
-    """Floating-point operations of one training step (forward and backward), counted by torch on the CPU."""
-    torch.manual_seed(0)
-    model = build_model(method, cfg, 0)
-    batch, size = cfg["train"]["batch_size"], cfg["model"]["image_size"]
-    x = torch.randn(batch, 3, size, size)
-    boxes = torch.tensor([[0.0, 0.0, size / 2, size / 2]]).repeat(batch, 1) if method == "region_tracker" else None
+def step_flops(method: str, cfg: dict, device: torch.device) -> int:
+    """Floating-point operations of one bare step (forward and backward), counted by torch."""
+    step = bare_stepper(method, cfg, device)
     with FlopCounterMode(display=False) as counter:
-        loss, _ = model(x, x.clone(), boxes, boxes)
-        loss.backward()
+        step()
     return counter.get_total_flops()
 
 
@@ -122,7 +117,7 @@ def patch_branch_rows(cfg: dict, device: torch.device, steps: int, seconds_64: d
         sized = {**cfg, "model": {**cfg["model"], "image_size": size}}
         seconds = seconds_64 if size == 64 else bare_step_seconds(sized, device, steps)
         measured = float(np.median(seconds["region_tracker"]) / np.median(seconds["fti"]))
-        flops = step_flops("region_tracker", sized) / step_flops("fti", sized)
+        flops = step_flops("region_tracker", sized, device) / step_flops("fti", sized, device)
         target = size == 64
         rows += [dict(name=f"region_tracker / fti step time (bare, {size} px)", value=round(measured, 3), unit="ratio",
                       target="<= 1.3" if target else None, ok=bool(measured <= 1.3) if target else True),

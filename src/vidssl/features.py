@@ -82,13 +82,15 @@ def loader_workers(threads: int, cuda: bool) -> int:
 
 
 def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, image_size: int, batch_size: int,
-            method: str, workers: int = 1, log=None) -> dict[str, int]:
+            method: str, workers: int | None = None, log=None) -> dict[str, int]:
     """For each (dataset, images_path, out_path): write `features`, `label`, `set`, `class_names`; return image counts.
 
     The backbone is loaded once for all datasets of a method: a job per (method, dataset) would spend most of its
-    time starting Python and torch.
+    time starting Python and torch. `workers` None: `loader_workers` for torch's thread count and the device.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if workers is None:
+        workers = loader_workers(torch.get_num_threads(), device.type == "cuda")
     model = load_backbone(backbone_path, arch).to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -1,8 +1,6 @@
 """Snakemake adapter: features of every evaluation dataset (or of the part crops) under one method's backbone."""
 from pathlib import Path
 
-import torch
-
 from vidssl import features
 from vidssl.cli import paths, run_stage
 from vidssl.devices import claim_gpus
@@ -12,5 +10,4 @@ jobs = [(Path(out).stem, path, out) for path, out in zip(paths(snakemake.input.i
 claim_gpus(snakemake.resources.gpu)
 run_stage(snakemake, lambda log: features.extract(
     snakemake.input.backbone, jobs, arch=p.arch, image_size=p.image_size, batch_size=p.batch_size,
-    method=snakemake.wildcards.method, log=log,
-    workers=features.loader_workers(snakemake.threads, torch.cuda.is_available())))
+    method=snakemake.wildcards.method, log=log))
