@@ -129,7 +129,6 @@ def test_whole_frame_roi_matches_frame_features():
     assert (F.cosine_similarity(frame, small) < F.cosine_similarity(frame, patch)).all()
 
 
-
 @pytest.mark.parametrize("bn_splits", [1, 2])
 def test_frames_and_patches_share_layer4_but_not_bn_statistics(bn_splits):
     """encode() runs frames and patches through layer4 as one batch; in training mode each must still be normalised by
@@ -146,6 +145,7 @@ def test_frames_and_patches_share_layer4_but_not_bn_statistics(bn_splits):
     assert torch.allclose(frame, apart_frame, atol=1e-5) and torch.allclose(patch, apart_patch, atol=1e-5)
     assert not torch.allclose(torch.cat([frame, patch]), mixed, atol=1e-3)  # the check can tell the two apart
     assert all(m.num_splits == max(1, bn_splits) for m in net.modules() if isinstance(m, SplitBatchNorm))
+
 
 def one_step(model, x_q, x_k, boxes_q, boxes_k):
     optimizer = torch.optim.SGD(model.module.encoder_q.parameters() if hasattr(model, "module")
