@@ -11,7 +11,9 @@ import pytest
 import scipy.io
 
 from vidssl import synthetic
-from vidssl.io import UserError, read_parquet
+from vidssl.errors import UserError
+from vidssl.io import read_parquet
+from vidssl.synthetic.templates import TEMPLATES, part_names
 
 REQUIRED = {
     "aeroplane": ["body", "wing", "tail", "engine"],
@@ -38,6 +40,11 @@ def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
 def test_classes_have_the_required_parts_in_order():
     for class_name, parts in REQUIRED.items():
         assert synthetic.CLASSES[class_name] == parts
+
+
+def test_class_part_lists_match_the_templates():
+    for class_name, parts in synthetic.CLASSES.items():
+        assert sorted(parts) == sorted(part_names(TEMPLATES[class_name]))
 
 
 @pytest.mark.parametrize("class_name", sorted(REQUIRED))
