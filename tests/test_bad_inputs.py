@@ -22,7 +22,7 @@ from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_partseg import plain_car, write_image
 from vidssl import proposals, tracks, video
 from vidssl.io import parquet_metadata, read_parquet
-from vidssl.partseg import make_crops
+from vidssl.partseg_crops import make_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH = 60

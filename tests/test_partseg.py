@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from vidssl.datasets.pascal_part import PascalObject, write_annotation
-from vidssl.io import UserError
-from vidssl.partseg import PartDecoder, make_crops, probe_all, resize_maps, train_probe
+from vidssl.errors import UserError
+from vidssl.partseg_crops import make_crops, resize_maps
+from vidssl.partseg_probe import PartDecoder, probe_all, train_probe
 
 HEIGHT, WIDTH = 40, 48
 RED, GREY = (255, 0, 0), (128, 128, 128)

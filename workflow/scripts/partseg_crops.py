@@ -1,12 +1,12 @@
 """Snakemake adapter: object crops and part maps of the part-segmentation set."""
-from vidssl import partseg
+from vidssl import partseg_crops
 from vidssl.cli import run_stage
 
 p, c = snakemake.params, snakemake.params.crops
 
 
 def stage(log):
-    summary = partseg.make_crops(
+    summary = partseg_crops.make_crops(
         p.images, p.annotations, snakemake.output[0], classes=c["classes"], merge=c["merge"], context=c["context"],
         min_box=c["min_box"], crop_size=p.crop_size, test_fraction=c["test_fraction"], seed=p.seed,
         split_lists=c["split_lists"])
