@@ -25,13 +25,7 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        "results/table5.csv",
-        "results/table5.md",
-        "results/config.yaml",
-        "results/invariance.csv",
-        "results/figures/invariance.png",
-        expand("results/figures/tracks_{shard}.png", shard=SHARDS[:1]),
-        expand("results/figures/training_{method}.png", method=TRAINED_METHODS),
+        all_targets(),
     default_target: True
 
 

@@ -5,8 +5,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, SNAKEMAKE, planned_jobs
+from vidssl import synthetic
 
 
 def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
@@ -29,6 +31,10 @@ def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
         ("table5:\n  methods: [random, imagenet]\n", "['imagenet'] are neither trained"),
         ("pretrained:\n  imagenet: {layout: torchvision, path: /no/such.pth}\n", "pretrained.imagenet.path: /no/such.pth does not exist"),
         ("moco:\n  queue: 100\n", "moco.queue (100) must be a multiple of train.batch_size (64)"),
+        ("synthetic:\n  classes: [car, boat]\n", "invalid config at synthetic.classes[1]: 'boat' is not one of"),
+        ("partseg:\n  classes: [car, aeroplne]\n", "invalid config at partseg.classes[1]: 'aeroplne' is not one of"),
+        ("partseg:\n  classes: [car, car]\n", "invalid config at partseg.classes: ['car', 'car'] has non-unique elements"),
+        ("table5:\n  methods: [random, ../imagenet]\n", "invalid config at table5.methods[1]: '../imagenet' does not match"),
     ],
 )
 def test_bad_config_stops_with_one_line(tmp_path, overlay, message):
@@ -38,6 +44,12 @@ def test_bad_config_stops_with_one_line(tmp_path, overlay, message):
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_schema_class_names_are_the_libraries():
+    definitions = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["definitions"]
+    assert definitions["synthetic_class"]["enum"] == list(synthetic.CLASSES)
+    assert definitions["voc_class"]["enum"] == list(synthetic.VOC_CLASSES)
 
 
 def test_default_config_is_valid(tmp_path):

@@ -1,6 +1,7 @@
 """Checks of a validated config that a JSON schema cannot express, and the names the DAG is built from."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from vidssl.io import UserError
@@ -14,9 +15,15 @@ def schema_error_line(message: str) -> str:
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     problem = next((l for l in lines if not l.lower().startswith(("error validating", "failed validating"))), lines[0] if lines else "")
     where = next((l for l in lines if l.startswith("On instance")), "")
-    key = where.removeprefix("On instance").strip(" :").replace("']['", ".").strip("[]'") if where else ""
+    key = _instance_key(where)
     problem = problem.removeprefix("ValidationError: ")
     return f"invalid config{f' at {key}' if key else ''}: {problem}"
+
+
+def _instance_key(where: str) -> str:
+    """jsonschema's "On instance['table5']['methods'][1]:" as "table5.methods[1]"."""
+    steps = re.findall(r"\['([^']*)'\]|\[(\d+)\]", where)
+    return "".join(f"[{index}]" if index else f".{name}" for name, index in steps).removeprefix(".")
 
 
 def _existing(value: str | None, key: str, *, kind: str = "any") -> str | None:

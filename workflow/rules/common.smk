@@ -1,4 +1,5 @@
-# Config validation (schema, then vidssl.config's checks) and the input functions every stage shares.
+# Config validation (schema, then vidssl.config's checks), the names the DAG is built from, the input functions every
+# stage shares and the default targets.
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -39,6 +40,8 @@ TRAINED_METHODS = config["train"]["methods"]
 METHODS = vidssl_config.methods(config)
 EVAL_DATASETS = vidssl_config.eval_datasets(config)
 PRETRAINED = sorted(config["pretrained"])
+# Relative to workflow/rules/, where every rule is defined.
+CONDA_ENV = "../../envs/vidssl.yaml"
 
 wildcard_constraints:
     shard=r"\d{4}",
@@ -46,25 +49,49 @@ wildcard_constraints:
     dataset="|".join(EVAL_DATASETS + ["partseg"]),
 
 
-def labelled_input(wildcards=None):
-    """The synthetic labelled set is a rule output; a user-given ImageFolder is outside the DAG."""
-    return [f"{SYNTH}/labelled"] if config["train"]["labelled"] is None and SYNTH_USED["labelled"] else []
+# Real Pascal-Part when the config names it, else the synthetic part set.
+if config["partseg"]["images"]:
+    PARTSEG_IMAGES, PARTSEG_ANNOTATIONS = config["partseg"]["images"], config["partseg"]["annotations"]
+else:
+    PARTSEG_IMAGES, PARTSEG_ANNOTATIONS = f"{SYNTH}/pascal_part/JPEGImages", f"{SYNTH}/pascal_part/Annotations_Part"
+
+
+def synthetic_input(use, folder):
+    """A synthetic folder is a rule output, so a stage reading it depends on it; user-given data is outside the DAG."""
+    return [f"{SYNTH}/{folder}"] if SYNTH_USED[use] else []
 
 
 def video_input(wildcards=None):
-    return [f"{SYNTH}/videos"] if SYNTH_USED["videos"] else []
+    return synthetic_input("videos", "videos")
 
 
-def partseg_source():
-    partseg = config["partseg"]
-    if partseg["images"]:
-        return partseg["images"], partseg["annotations"]
-    return f"{SYNTH}/pascal_part/JPEGImages", f"{SYNTH}/pascal_part/Annotations_Part"
+def labelled_input(wildcards=None):
+    return synthetic_input("labelled", "labelled")
+
+
+def part_set_input(wildcards=None):
+    return synthetic_input("partseg", "pascal_part")
+
+
+def trajectories_input(wildcards=None):
+    return synthetic_input("trajectories", "trajectories")
 
 
 def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
 
+
+def all_targets():
+    """What a bare `snakemake` builds: Table 5, the run's config, the invariance scores and the figures."""
+    return [
+        "results/table5.csv",
+        "results/table5.md",
+        "results/config.yaml",
+        "results/invariance.csv",
+        "results/figures/invariance.png",
+        *expand("results/figures/tracks_{shard}.png", shard=SHARDS[:1]),
+        *expand("results/figures/training_{method}.png", method=TRAINED_METHODS),
+    ]
 
 
 def check_gpu_requests(candidates):

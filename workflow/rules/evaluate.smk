@@ -16,7 +16,7 @@ FEATURE_RESOURCES = dict(
 
 rule eval_index:
     input:
-        [f"{SYNTH}/trajectories"] if SYNTH_USED["trajectories"] else [],
+        trajectories_input,
     output:
         "results/eval/{dataset}.parquet",
     params:
@@ -25,7 +25,7 @@ rule eval_index:
     log:
         "logs/eval/{dataset}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/eval_index.py"
 
@@ -44,7 +44,7 @@ rule features:
     log:
         "logs/features/{method}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     resources:
         **FEATURE_RESOURCES,
     script:
@@ -63,7 +63,7 @@ rule partseg_features:
     log:
         "logs/features/{method}.partseg.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     resources:
         **FEATURE_RESOURCES,
     script:
@@ -80,7 +80,7 @@ rule invariance:
     log:
         "logs/invariance/{method}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/invariance.py"
 
@@ -96,6 +96,6 @@ rule invariance_summary:
     log:
         "logs/invariance/summary.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/invariance_summary.py"

@@ -5,19 +5,19 @@ PARTSEG_CROP_KEYS = ["classes", "merge", "context", "min_box", "test_fraction", 
 
 rule partseg_crops:
     input:
-        [f"{SYNTH}/pascal_part"] if SYNTH_USED["partseg"] else [],
+        part_set_input,
     output:
         "results/partseg/crops.h5",
     params:
-        images=partseg_source()[0],
-        annotations=partseg_source()[1],
+        images=PARTSEG_IMAGES,
+        annotations=PARTSEG_ANNOTATIONS,
         crop_size=config["model"]["image_size"],
         seed=config["seed"],
         crops={key: config["partseg"][key] for key in PARTSEG_CROP_KEYS},
     log:
         "logs/partseg/crops.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=60,
@@ -41,7 +41,7 @@ rule partseg_probe:
     log:
         "logs/partseg/{method}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=60,
@@ -62,6 +62,6 @@ rule table5:
     log:
         "logs/table5.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/table5.py"

@@ -9,6 +9,6 @@ rule run_config:
     log:
         "logs/run_config.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/run_config.py"

@@ -21,7 +21,7 @@ for synth_part, keys in SYNTH_PART_KEYS.items():
         log:
             f"logs/synth_{synth_part}.log",
         conda:
-            "../../envs/vidssl.yaml"
+            CONDA_ENV
         resources:
             mem_mb=2000,
             runtime=30,

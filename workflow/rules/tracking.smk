@@ -12,7 +12,7 @@ rule proposals:
     log:
         "logs/proposals/{shard}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=240,
@@ -31,7 +31,7 @@ rule tracks:
     log:
         "logs/tracks/{shard}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     group:
         "link"
     resources:
@@ -51,7 +51,7 @@ rule frame_pairs:
     log:
         "logs/pairs/{shard}.frames.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     group:
         "link"
     resources:
@@ -70,7 +70,7 @@ rule track_pairs:
     log:
         "logs/pairs/{shard}.tracks.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     group:
         "link"
     resources:
@@ -94,7 +94,7 @@ rule track_sheet:
     log:
         "logs/figures/tracks_{shard}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,

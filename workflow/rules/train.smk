@@ -41,7 +41,7 @@ for train_method in TRAINED_METHODS:
         log:
             f"logs/train/{train_method}.log",
         conda:
-            "../../envs/vidssl.yaml"
+            CONDA_ENV
         resources:
             mem_mb=16000,
             runtime=24 * 60,
@@ -61,7 +61,7 @@ rule random_init:
     log:
         "logs/train/random.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/backbone.py"
 
@@ -79,7 +79,7 @@ rule import_pretrained:
     wildcard_constraints:
         pretrained="|".join(PRETRAINED) or "(?!)",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/backbone.py"
 
@@ -97,6 +97,6 @@ rule training_plot:
     log:
         "logs/figures/training_{method}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     script:
         "../scripts/training_plot.py"

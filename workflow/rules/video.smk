@@ -15,7 +15,7 @@ rule manifest:
     log:
         "logs/manifest.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=60,
@@ -33,7 +33,7 @@ rule chunks:
     log:
         "logs/chunks/{shard}.log",
     conda:
-        "../../envs/vidssl.yaml"
+        CONDA_ENV
     group:
         "decode"
     resources:
