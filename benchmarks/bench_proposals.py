@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 
 from vidssl import synthetic, video
+from vidssl.chunk_store import ChunkStore
 from vidssl.proposals import propose_shard
 from vidssl.selective_search import single_opencv_thread
 
@@ -50,7 +51,7 @@ def bare_frames_per_s(images) -> float:
 
 
 def _bare_in_worker(path: str, rows: list[int]) -> float:
-    store = video.ChunkStore(path)
+    store = ChunkStore(path)
     return bare_frames_per_s([store.read(r) for r in rows])
 
 
@@ -71,7 +72,7 @@ def cpu_seconds() -> float:
 def run(videos: int = 16, max_side: int = 128) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         chunks = synthetic_container(Path(tmp), videos=videos, max_side=max_side)
-        store = video.ChunkStore(chunks)
+        store = ChunkStore(chunks)
         images = [store.read(r) for r in range(len(store))]
         staged = {}
         bare_runs = [bare_frames_per_s(images)]

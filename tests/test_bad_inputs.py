@@ -21,6 +21,7 @@ from conftest import moving_square_frames, write_jpeg_folder, write_mp4
 from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_partseg import plain_car, write_image
 from vidssl import proposals, tracks, video
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import parquet_metadata, read_parquet
 from vidssl.partseg_crops import make_crops
 
@@ -65,7 +66,7 @@ def stages(corpus) -> dict:
     proposals.propose_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), threads=1)
     tracks.track_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), str(out / "tracks.parquet"))
     return dict(manifest=read_parquet(out / "manifest.parquet").set_index("video"), chunk_summary=summary,
-                store=video.ChunkStore(out / "chunks.h5"), proposals=read_parquet(out / "proposals.parquet"),
+                store=ChunkStore(out / "chunks.h5"), proposals=read_parquet(out / "proposals.parquet"),
                 proposal_meta=parquet_metadata(out / "proposals.parquet"),
                 tracks=read_parquet(out / "tracks.parquet"), track_meta=parquet_metadata(out / "tracks.parquet"))
 

@@ -27,6 +27,7 @@ import yaml
 from test_train import CFG, data  # noqa: F401  (data: the tiny chunk/pairs fixture, reused)
 from vidssl import proposals, video
 from vidssl.backbone import export_backbone, load_backbone
+from vidssl.chunk_store import ChunkStore
 from vidssl.integrity import find_broken, is_whole
 from vidssl.io import UserError, atomic_path, write_parquet
 
@@ -167,7 +168,7 @@ def test_truncated_artifacts_are_removed_and_rebuilt(upstream, tmp_path):
     cut = [results / "proposals" / "0000.parquet", results / "chunks" / "0001.h5", results / "models" / "random" / "backbone.pth"]
     originals = {path: path.read_bytes() for path in cut}
     tracks_before = identity(results / "tracks" / "0000.parquet")
-    chunks_before = video.ChunkStore(results / "chunks" / "0001.h5").index
+    chunks_before = ChunkStore(results / "chunks" / "0001.h5").index
     for path in cut:
         truncate(path)
     assert find_broken(results) == sorted(cut)
@@ -184,7 +185,7 @@ def test_truncated_artifacts_are_removed_and_rebuilt(upstream, tmp_path):
     assert find_broken(results) == []
     assert (results / "proposals" / "0000.parquet").read_bytes() == originals[cut[0]]  # deterministic rebuild
     assert identity(results / "tracks" / "0000.parquet") != tracks_before, "downstream of a rebuilt file reruns"
-    pd.testing.assert_frame_equal(video.ChunkStore(results / "chunks" / "0001.h5").index, chunks_before)
+    pd.testing.assert_frame_equal(ChunkStore(results / "chunks" / "0001.h5").index, chunks_before)
     rebuilt, original = load_backbone(cut[2], "resnet18"), tmp_path / "original.pth"
     original.write_bytes(originals[cut[2]])
     assert all(torch.equal(v, load_backbone(original, "resnet18").state_dict()[k]) for k, v in rebuilt.state_dict().items())

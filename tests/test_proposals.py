@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from test_tracks import make_container, moving_object_frames
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import UserError, parquet_metadata, read_parquet
 from vidssl.proposals import propose_shard
 from vidssl.selective_search import selective_search
-from vidssl.video import ChunkStore, resize_max_side
+from vidssl.video import resize_max_side
 
 
 def _smooth_texture(height: int, width: int, seed: int = 0) -> np.ndarray:

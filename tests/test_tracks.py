@@ -12,6 +12,7 @@ import pytest
 
 from conftest import write_mp4
 from vidssl import video
+from vidssl.chunk_store import ChunkStore
 from vidssl.figures import contact_sheet
 from vidssl.io import parquet_metadata, read_parquet
 from vidssl.proposals import propose_shard
@@ -177,7 +178,7 @@ def test_track_shard_and_contact_sheet(tmp_path):
 
     # A frame that no longer decodes cuts its chunk short instead of failing the shard.
     with h5py.File(chunks, "r+") as h5:
-        h5["jpeg"][video.ChunkStore(chunks).row("object", 0, 15)] = np.frombuffer(b"not a jpeg", np.uint8)
+        h5["jpeg"][ChunkStore(chunks).row("object", 0, 15)] = np.frombuffer(b"not a jpeg", np.uint8)
     summary = track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "cut.parquet", min_length=10)
     assert [(t["video"], t["frame"]) for t in summary["truncated"]] == [("object", 15)]
     cut = read_parquet(tmp_path / "cut.parquet")

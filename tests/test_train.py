@@ -12,6 +12,7 @@ from torchvision.transforms.v2 import functional as TF
 from vidssl import video
 from vidssl.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, crop_window
 from vidssl.backbone import load_backbone
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import UserError, write_parquet
 from vidssl.train import TrainingSamples, plot_training, read_tracks, step_batches, train
 
@@ -127,7 +128,7 @@ def test_supervised(data, tmp_path):
 
 
 def test_region_tracker_samples(data):
-    store = video.ChunkStore(data / "chunks.h5")
+    store = ChunkStore(data / "chunks.h5")
     pairs = pd.read_parquet(data / "pairs.parquet")
     samples = TrainingSamples("region_tracker", stores=[store], frame_pairs=pairs,
                               tracks=read_tracks([data / "tracks.parquet"]), labelled=None, image_size=32, seed=0)
@@ -146,7 +147,7 @@ def test_region_tracker_samples(data):
 
 @pytest.mark.parametrize("method", ["moco", "fti", "region_tracker"])
 def test_a_batch_read_at_once_equals_its_samples_read_one_by_one(data, method):
-    store = video.ChunkStore(data / "chunks.h5")
+    store = ChunkStore(data / "chunks.h5")
     samples = TrainingSamples(method, stores=[store], frame_pairs=pd.read_parquet(data / "pairs.parquet"),
                               tracks=read_tracks([data / "tracks.parquet"]), labelled=None, image_size=32, seed=0)
     indices = [5, 0, 3, 3, 2 * len(samples) + 1]  # any order, repeats, a later epoch: frames shared within the batch

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import moving_square_frames, write_jpeg_folder, write_mp4
 from vidssl import video
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import UserError
 
 
@@ -59,7 +60,7 @@ def test_chunks_roundtrip(video_folder, tmp_path):
     manifest = _manifest(video_folder)
     out = tmp_path / "chunks.h5"
     summary = video.extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=95)
-    store = video.ChunkStore(out)
+    store = ChunkStore(out)
     chunks = store.chunks()
     # long: 130 // 60 = 2 chunks, exact: 1, jpegs: 1
     assert chunks.groupby("video").size().to_dict() == {"exact": 1, "jpegs": 1, "long": 2}
@@ -89,7 +90,7 @@ def test_bad_videos_are_skipped_with_reasons(video_folder, tmp_path):
     assert "gap" in manifest.set_index("video").note["gappy"]
     out = tmp_path / "chunks.h5"
     summary = video.extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
-    store = video.ChunkStore(out)
+    store = ChunkStore(out)
     kept = set(store.chunks().video)
     assert {"long", "exact", "jpegs", "gray", "gappy"} <= kept
     skipped = {item["video"] for item in summary["skipped"]}
@@ -104,7 +105,7 @@ def test_unreadable_frame_in_the_middle_skips_its_chunk(tmp_path):
     (folder / "100.jpg").write_bytes(b"not a jpeg")
     manifest = _manifest(root)
     summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
-    assert video.ChunkStore(tmp_path / "c.h5").chunks().chunk.tolist() == [0]
+    assert ChunkStore(tmp_path / "c.h5").chunks().chunk.tolist() == [0]
     assert any("unreadable frame 100" in item["reason"] for item in summary["skipped"])
 
 

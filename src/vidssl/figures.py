@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import atomic_path, read_parquet
-from vidssl.video import ChunkStore
 
 # matplotlib's tab10, as BGR: one colour per track, repeating after ten.
 TRACK_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import UserError, read_parquet, write_parquet
-from vidssl.video import ChunkStore
 
 PAIR_MODES = ("strided", "all")
 PAIR_KEY = ["video", "chunk", "frame_a", "frame_b"]

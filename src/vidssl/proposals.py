@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import write_parquet
 from vidssl.selective_search import check_mode, init_worker, propose_chunk, single_opencv_thread
-from vidssl.video import ChunkStore
 
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 

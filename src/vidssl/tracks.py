@@ -35,9 +35,9 @@ import pyarrow.parquet as pq
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import UserError, write_parquet
 from vidssl.proposals import BOX_COLUMNS
-from vidssl.video import ChunkStore
 
 # Frames are stored at ~128 px, where objects move a few pixels between frames: an 8 x 8 window on two pyramid levels
 # follows up to about 8 px. LK cost is per point (about 1 us each); measured here, this window costs 0.7 ms per 1250

@@ -33,7 +33,7 @@ from vidssl.augment import MocoV2Augment, eval_transform
 from vidssl.backbone import export_backbone, pooled_features
 from vidssl.io import UserError, atomic_path, read_parquet, save_figure, write_csv
 from vidssl.moco import MoCo
-from vidssl.video import ChunkStore
+from vidssl.chunk_store import ChunkStore
 
 METHODS = ("moco", "fti", "region_tracker", "supervised")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
