@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q --durations=20
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m vidssl.bench
+	$(VENV)/bin/python benchmarks/run.py
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

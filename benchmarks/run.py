@@ -1,6 +1,6 @@
-"""One command for every benchmark: `python -m vidssl.bench [--only NAME] [--quick]` (also `make bench`).
+"""One command for every benchmark: `python benchmarks/run.py [--only NAME] [--quick]` (also `make bench`).
 
-Runs `run()` of each `benchmarks/bench_*.py` (rows of name, value, unit, target, ok), prints one table and writes
+Runs `run()` of each `bench_*.py` beside this file (rows of name, value, unit, target, ok), prints one table and writes
 results/bench.csv with the machine it ran on. A benchmark that raises is reported as a failed row; the others still run.
 """
 from __future__ import annotations
@@ -18,8 +18,7 @@ import pandas as pd
 
 from vidssl.io import write_csv
 
-# The benchmarks live beside src/, not in the installed package: found from this file, whatever the working directory.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = Path(__file__).resolve().parent
 COLUMNS = ["benchmark", "name", "value", "unit", "target", "ok", "machine"]
 # --quick: the same measurements on inputs small enough that the whole set runs in about two minutes on 2 cores.
 QUICK = {
@@ -50,12 +49,13 @@ def machine() -> str:
 
 
 def available() -> list[str]:
-    return sorted(path.stem for path in (REPO_ROOT / "benchmarks").glob("bench_*.py"))
+    return sorted(path.stem for path in BENCHMARKS.glob("bench_*.py"))
 
 
 def run_one(name: str, quick: bool) -> list[dict]:
     try:
-        module = importlib.import_module(f"benchmarks.{name}")
+        # A sibling module when run as a script, benchmarks.<name> under `python -m benchmarks.run`.
+        module = importlib.import_module(f"{__package__}.{name}" if __package__ else name)
         rows = module.run(**(QUICK.get(name, {}) if quick else {}))
     except Exception as error:  # one broken benchmark must not hide the others' numbers
         traceback.print_exc()
@@ -74,8 +74,6 @@ def print_table(frame: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     names = available()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", metavar="NAME",
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results/bench.csv", help="CSV to write (default: results/bench.csv)")
     args = parser.parse_args(argv)
     if not names:
-        sys.exit(f"error: no benchmarks/bench_*.py under {REPO_ROOT}")
+        sys.exit(f"error: no bench_*.py in {BENCHMARKS}")
     chosen = names
     if args.only:
         wanted = {f"bench_{n.removeprefix('bench_')}" for n in args.only}
