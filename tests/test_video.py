@@ -8,7 +8,7 @@ import pytest
 from conftest import moving_square_frames, write_jpeg_folder, write_mp4
 from vidssl import video
 from vidssl.chunk_store import ChunkStore
-from vidssl.io import UserError
+from vidssl.errors import UserError
 
 
 @pytest.mark.parametrize(

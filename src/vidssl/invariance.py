@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from vidssl.io import UserError
+from vidssl.errors import UserError
 
 MEASURES = ("class_conditional", "goodfellow", "official")
 OFFICIAL_MIN_SET_SIZE = 3  # fixed in the published procedure, whatever min_set_size says

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -84,12 +85,29 @@ def write_parquet(
                     writer.write_table(table.slice(start, stop - start))
 
 
+def empty_frame(dtypes: dict[str, object]) -> pd.DataFrame:
+    """A frame with no rows and these column dtypes, so that an empty artifact keeps its schema."""
+    return pd.DataFrame({name: np.zeros(0, dtype) for name, dtype in dtypes.items()})
+
+
+def _unreadable_parquet(path: str | os.PathLike, error: Exception) -> UserError:
+    return UserError(f"{path}: not a readable Parquet file ({error}); delete it and rerun")
+
+
 def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
     """Read a Parquet artifact; a truncated or foreign file raises UserError naming it."""
     try:
         return pq.read_table(path).to_pandas()
     except (pa.ArrowInvalid, OSError) as error:
-        raise UserError(f"{path}: not a readable Parquet file ({error}); delete it and rerun") from error
+        raise _unreadable_parquet(path, error) from error
+
+
+def parquet_file(path: str | os.PathLike) -> pq.ParquetFile:
+    """Open a Parquet artifact for reading by row group; a truncated or foreign file raises UserError naming it."""
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError) as error:
+        raise _unreadable_parquet(path, error) from error
 
 
 def parquet_metadata(path: str | os.PathLike) -> dict:

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 from vidssl.chunk_store import ChunkStore
-from vidssl.io import UserError, read_parquet, write_parquet
+from vidssl.errors import UserError
+from vidssl.io import empty_frame, read_parquet, write_parquet
 
 PAIR_MODES = ("strided", "all")
 PAIR_KEY = ["video", "chunk", "frame_a", "frame_b"]
@@ -33,8 +34,8 @@ def write_frame_pairs(chunks_path: str, out_path: str, *, k: int = 40, mode: str
             continue
         parts.append(pd.DataFrame({"video": row.video, "chunk": np.int32(row.chunk),
                                    "frame_a": pairs[:, 0], "frame_b": pairs[:, 1]}))
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {"video": pd.Series([], dtype=object), **{c: np.zeros(0, np.int32) for c in PAIR_KEY[1:]}})
+    table = pd.concat(parts, ignore_index=True) if parts else empty_frame(
+        {"video": object, **dict.fromkeys(PAIR_KEY[1:], np.int32)})
     summary = dict(chunks=len(chunks), pairs=len(table), no_pairs=too_short, params=dict(k=int(k), mode=mode))
     write_parquet(table, out_path, sort_by=PAIR_KEY, group_by=["video", "chunk"], metadata=summary)
     return summary

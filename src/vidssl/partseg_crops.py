@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from vidssl.datasets.pascal_part import PascalObject, read_annotation
 from vidssl.errors import UserError
+from vidssl.images import read_image
 from vidssl.io import atomic_path
 
 log = logging.getLogger("vidssl")
@@ -85,10 +86,10 @@ def _image_objects(mat_path: Path, images_dir: Path, merge: dict[str, str], want
         return [], None
     if stem not in split_of:
         return "image in neither train.txt nor val.txt"
-    image = cv2.imread(str(images_dir / f"{stem}.jpg"), cv2.IMREAD_COLOR)
+    image = read_image(images_dir / f"{stem}.jpg", rgb=True)
     if image is None:
         return f"missing or unreadable {stem}.jpg in {images_dir}"
-    return objects, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return objects, image
 
 
 def _object_crop(obj: PascalObject, image: np.ndarray, vocabulary: list[str], *, context: float, min_box: int,

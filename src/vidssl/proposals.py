@@ -13,7 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from vidssl.chunk_store import ChunkStore
-from vidssl.io import write_parquet
+from vidssl.io import empty_frame, write_parquet
 from vidssl.selective_search import check_mode, init_worker, propose_chunk, single_opencv_thread
 
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
@@ -89,7 +89,5 @@ def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k:
 
 
 def empty_proposals() -> pd.DataFrame:
-    frame = pd.DataFrame({"video": pd.Series([], dtype=object), "chunk": np.zeros(0, np.int32),
-                          "frame": np.zeros(0, np.int32), "rank": np.zeros(0, np.int32)})
-    frame[BOX_COLUMNS] = np.zeros((0, 4), np.float32)
-    return frame
+    return empty_frame({"video": object, "chunk": np.int32, "frame": np.int32, "rank": np.int32,
+                        **dict.fromkeys(BOX_COLUMNS, np.float32)})

@@ -36,7 +36,8 @@ from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from vidssl.chunk_store import ChunkStore
-from vidssl.io import UserError, write_parquet
+from vidssl.errors import UserError
+from vidssl.io import empty_frame, parquet_file, write_parquet
 from vidssl.proposals import BOX_COLUMNS
 
 # Frames are stored at ~128 px, where objects move a few pixels between frames: an 8 x 8 window on two pyramid levels
@@ -164,10 +165,7 @@ def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, score_t
 
 def _proposal_groups(proposals_path: str) -> tuple[pq.ParquetFile, dict[tuple[str, int], int]]:
     """The proposals file and the row group of each (video, chunk), from the row-group statistics (no data read)."""
-    try:
-        handle = pq.ParquetFile(proposals_path)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{proposals_path}: not a readable Parquet file ({error}); delete it and rerun") from error
+    handle = parquet_file(proposals_path)
     names = handle.schema_arrow.names
     missing = [c for c in ("video", "chunk", "frame", "rank", *BOX_COLUMNS) if c not in names]
     if missing:
@@ -241,8 +239,5 @@ def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_t
 
 
 def _empty_tracks() -> pd.DataFrame:
-    result = pd.DataFrame({"video": pd.Series([], dtype=object), "chunk": np.zeros(0, np.int32),
-                           "track": np.zeros(0, np.int32), "frame": np.zeros(0, np.int32)})
-    result[BOX_COLUMNS] = np.zeros((0, 4), np.float32)
-    result["score"] = np.zeros(0, np.float32)
-    return result
+    return empty_frame({"video": object, "chunk": np.int32, "track": np.int32, "frame": np.int32,
+                        **dict.fromkeys([*BOX_COLUMNS, "score"], np.float32)})

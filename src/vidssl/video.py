@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vidssl.io import UserError, atomic_path, write_parquet
+from vidssl.errors import UserError
+from vidssl.images import IMAGE_SUFFIXES, read_image
+from vidssl.io import atomic_path, write_parquet
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
-FRAME_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def chunk_starts(n_frames: int, n_chunks: int = 4, chunk_len: int = 60) -> list[int]:
@@ -40,7 +41,7 @@ def shard_of(video: str, shards: int) -> int:
 
 
 def _numbered_frames(folder: Path) -> list[Path]:
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.stem.isdigit()]
+    frames = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit()]
     return sorted(frames, key=lambda p: int(p.stem))
 
 
@@ -82,7 +83,7 @@ def _probe_frames(entry: VideoEntry, fps: float = 30.0) -> VideoEntry:
     first_gap = next((a for a, b in zip(numbers, numbers[1:]) if b != a + 1), None)
     # A gap would make "consecutive" frames jump in time; keep the run before it.
     entry.frames = (first_gap - numbers[0] + 1) if first_gap is not None else len(frames)
-    image = cv2.imread(str(frames[0]), cv2.IMREAD_COLOR)
+    image = read_image(frames[0])
     if image is None:
         entry.skip_reason = f"first frame {frames[0].name} is unreadable"
         return entry
@@ -155,7 +156,7 @@ def _read_frames(row, wanted: set[int]):
     if row.kind == "frames":
         frames = _numbered_frames(Path(row.path))
         for index in sorted(wanted):
-            yield index, cv2.imread(str(frames[index]), cv2.IMREAD_COLOR) if index < len(frames) else None
+            yield index, read_image(frames[index]) if index < len(frames) else None
         return
     capture = cv2.VideoCapture(row.path)
     last = max(wanted)

@@ -17,10 +17,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from vidssl.io import UserError, read_parquet
+from vidssl.errors import UserError
+from vidssl.images import IMAGE_SUFFIXES, read_image
+from vidssl.io import read_parquet
 
 COLUMNS = ["dataset", "path", "label", "class_name", "set", "x1", "y1", "x2", "y2"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ALOI_PATTERNS = {"view": ("*_r*",), "illum": ("*_l*", "*_i*")}  # viewpoint; illumination direction and colour
 GOT10K_FILES = ("groundtruth.txt", "cover.label")
 
@@ -205,7 +206,7 @@ def load_image(row, image_size: int) -> np.ndarray:
     image_size x image_size: grayscale becomes three channels, the box (when none of its
     coordinates is NaN) is clipped to the image and cropped, then the result is resized."""
     path = str(row["path"])
-    image = cv2.imread(path, cv2.IMREAD_COLOR_RGB) if os.path.exists(path) else None
+    image = read_image(path, rgb=True)
     if image is None:
         raise UserError(f"{path}: missing or not a readable image")
     box = [float(row[key]) for key in ("x1", "y1", "x2", "y2")]

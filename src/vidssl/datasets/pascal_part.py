@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from vidssl.io import UserError, atomic_path
+from vidssl.errors import UserError
+from vidssl.io import atomic_path
 
 _INDEX_SUFFIX = re.compile(r"_\d+$")
 
