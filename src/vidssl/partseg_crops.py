@@ -145,6 +145,17 @@ def _write_crops(out_h5: str | Path, crops: list[np.ndarray], maps: np.ndarray, 
             out.attrs["skipped"] = json.dumps(skipped)
 
 
+def _split_counts(crop_class: list[str], crop_split: list[int], classes: list[str]) -> dict[str, dict[str, int]]:
+    """Crops per class and split; a class missing from either split is logged, as its probe cannot run."""
+    counts = {name: {"train": 0, "test": 0} for name in classes}
+    for name, split in zip(crop_class, crop_split):
+        counts[name]["test" if split == TEST else "train"] += 1
+    for name in classes:
+        if not counts[name]["train"] or not counts[name]["test"]:
+            log.warning("partseg: class %s has %s", name, counts[name])
+    return counts
+
+
 def make_crops(
     images_dir: str | Path,
     annotations_dir: str | Path,
@@ -209,11 +220,6 @@ def make_crops(
     _write_crops(out_h5, crops, maps, crop_class, labels, crop_split, crop_image, classes=classes,
                  part_names=part_names, skipped=skipped)
 
-    counts = {name: {"train": 0, "test": 0} for name in classes}
-    for name, split in zip(crop_class, crop_split):
-        counts[name]["test" if split == TEST else "train"] += 1
-    for name in classes:
-        if not counts[name]["train"] or not counts[name]["test"]:
-            log.warning("partseg: class %s has %s", name, counts[name])
+    counts = _split_counts(crop_class, crop_split, classes)
     log.info("partseg: %d crops, %d skipped", len(crops), len(skipped))
     return {"crops": len(crops), "counts": counts, "part_names": part_names, "skipped": skipped}
