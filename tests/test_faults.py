@@ -298,3 +298,57 @@ def test_enospc_is_found_behind_other_errors(tmp_path):
             tmp.write_bytes(b"partial")
             raise RuntimeError("not a disk problem")
     assert list(tmp_path.iterdir()) == []
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """The multiprocessing worker processes under `pid` (not its resource tracker), from /proc."""
+    workers, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            queue.append(child)
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in command:
+                workers.append(child)
+    return workers
+
+
+STAGE = """
+import sys, types
+from vidssl import proposals
+from vidssl.cli import run_stage
+smk = types.SimpleNamespace(log=[sys.argv[3]], rule="proposals", threads=2)
+run_stage(smk, lambda log: proposals.propose_shard(sys.argv[1], sys.argv[2], threads=2, log=log))
+"""
+
+
+def test_a_killed_selective_search_worker_fails_the_stage_within_seconds(tmp_path):
+    from test_tracks import make_container, moving_object_frames
+
+    videos = {f"v{i:02d}": moving_object_frames(n_frames=8, seed=i)[0] for i in range(16)}
+    chunks = make_container(tmp_path, videos, length=8)
+    log = tmp_path / "proposals.log"
+    stage = subprocess.Popen([sys.executable, "-c", STAGE, chunks, str(tmp_path / "p.parquet"), str(log)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Kill one worker in the middle of its work: a chunk is done, the rest are in flight or queued.
+    wait_for(lambda: log.exists() and " 1/16 " in log.read_text() and spawned_workers(stage.pid), stage,
+             "the first chunk's proposals", timeout=120)
+    os.kill(spawned_workers(stage.pid)[0], signal.SIGKILL)
+    killed_at = time.monotonic()
+    try:
+        _, stderr = stage.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(stage.pid, signal.SIGKILL)
+        stage.communicate()
+        raise AssertionError("the stage still ran 20 s after its worker was killed")
+    assert time.monotonic() - killed_at < 20 and stage.returncode == 1
+    lines = [line for line in stderr.splitlines() if line.startswith("vidssl proposals:")]
+    assert len(lines) == 1 and "worker" in lines[0], stderr
+    assert "Traceback" not in stderr and not (tmp_path / "p.parquet").exists()

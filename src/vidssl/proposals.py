@@ -4,15 +4,20 @@ The per-frame search and its seeding live in `vidssl.selective_search`, the only
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from vidssl.chunk_store import ChunkStore
+from vidssl.errors import UserError
 from vidssl.io import empty_frame, write_parquet
 from vidssl.selective_search import check_mode, init_worker, propose_chunk, single_opencv_thread
 
@@ -37,6 +42,30 @@ def main_script_hidden():
             main.__file__ = saved_file
 
 
+def _in_workers(tasks: Iterable[tuple], threads: int, chunks_path: str) -> Iterator[tuple]:
+    """propose_chunk of each task over `threads` spawned processes, in task order, at most 2 x `threads` in flight.
+
+    A worker that dies (a segfault, an out-of-memory kill) breaks the pool, so the stage fails at once with one line
+    instead of waiting forever for the dead worker's chunk.
+    """
+    # spawn: no inherited OpenCV state; the workers get each chunk's JPEG bytes and import only OpenCV and NumPy.
+    context = multiprocessing.get_context("spawn")
+    in_flight: collections.deque = collections.deque()
+    # Workers start on demand during submissions, so the main script stays hidden for the pool's whole life.
+    with main_script_hidden(), ProcessPoolExecutor(threads, mp_context=context, initializer=init_worker) as pool:
+        try:
+            for task in tasks:
+                in_flight.append(pool.submit(propose_chunk, task))
+                if len(in_flight) >= 2 * threads:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+        except BrokenProcessPool as error:
+            raise UserError(f"proposals {chunks_path}: a selective-search worker process died (a crash, or a kill "
+                            "such as out of memory); nothing was written; rerun, with more memory or fewer threads "
+                            "if it recurs") from error
+
+
 def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
                   threads: int = 1, log=None) -> dict:
     """Selective search on every frame of a shard's chunk container, one chunk per task over `threads` processes.
@@ -59,11 +88,7 @@ def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k:
         with single_opencv_thread():
             results = [propose_chunk(task) for task in tqdm(tasks(), **progress)]
     else:
-        # spawn: no inherited OpenCV state; the workers get each chunk's JPEG bytes and import only OpenCV and NumPy.
-        with main_script_hidden():
-            pool = multiprocessing.get_context("spawn").Pool(threads, initializer=init_worker)
-        with pool:
-            results = list(tqdm(pool.imap(propose_chunk, tasks(), chunksize=1), **progress))
+        results = list(tqdm(_in_workers(tasks(), threads, chunks_path), **progress))
 
     parts, skipped = [], []
     for video, chunk, columns, chunk_skipped in results:
