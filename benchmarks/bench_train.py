@@ -20,7 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vidssl import video
 from vidssl.io import write_parquet
-from vidssl.train import build_model, train
+from vidssl.methods import build_model
+from vidssl.train import train
 
 LENGTH, VIDEOS = 60, 8
 

@@ -1,20 +1,27 @@
 import copy
 import json
 import math
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from torchvision.transforms.v2 import functional as TF
 
+from conftest import ROOT
 from vidssl import video
 from vidssl.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, crop_window
 from vidssl.backbone import load_backbone
 from vidssl.chunk_store import ChunkStore
+from vidssl.figures import plot_training
 from vidssl.io import UserError, write_parquet
-from vidssl.train import TrainingSamples, plot_training, read_tracks, step_batches, train
+from vidssl.methods import METHODS
+from vidssl.samples import TrainingSamples, read_tracks, step_batches
+from vidssl.train import train
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 
@@ -220,3 +227,15 @@ def test_bad_settings_are_user_errors(data, tmp_path, monkeypatch):
         run("moco", data, tmp_path / "x", cfg=cfg)
     with pytest.raises(UserError, match="simclr"):
         run("simclr", data, tmp_path / "x")
+
+
+def test_the_schema_lists_the_registered_methods():
+    """The schema validates train.methods before any Python runs, so it must name exactly the registry's methods."""
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["train"]["properties"]["methods"]["items"]["enum"] == list(METHODS)
+
+
+def test_the_method_specs_and_the_training_plot_load_without_torch():
+    """Snakemake reads the specs to build the DAG, and the training_plot rule only draws a CSV."""
+    code = "import sys, vidssl.figures, vidssl.methods; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 from vidssl.io import UserError
+from vidssl.methods import METHODS
 
-TRAINED = ("moco", "fti", "region_tracker", "supervised")
 SYNTHETIC_ROOT = "resources/synthetic"
 
 
@@ -40,6 +40,13 @@ def _existing(value: str | None, key: str, *, kind: str = "any") -> str | None:
     return str(path)
 
 
+def check_queue(queue: int, batch: int) -> None:
+    """Each MoCo step enqueues a whole global batch of keys, so the queue must hold a whole number of batches."""
+    if queue % batch:
+        raise UserError(f"config moco.queue ({queue}) must be a multiple of train.batch_size ({batch}): "
+                        f"moco.queue {queue} leaves {queue % batch} slots over")
+
+
 def check(config: dict) -> dict:
     """Resolve and check paths and method names in place; return the config."""
     videos = config["videos"]
@@ -58,18 +65,18 @@ def check(config: dict) -> dict:
     for key in ("aloi", "got10k"):
         evaluation[key] = _existing(evaluation[key], f"evaluation.{key}", kind="dir")
     for name, entry in config["pretrained"].items():
-        if name in TRAINED or name == "random":
+        if name in METHODS or name == "random":
             raise UserError(f"config pretrained.{name}: the name is taken by a built-in method")
         entry["path"] = _existing(entry["path"], f"pretrained.{name}.path", kind="file")
     known = {"random", *train["methods"], *config["pretrained"]}
     unknown = [m for m in config["table5"]["methods"] if m not in known]
     if unknown:
         raise UserError(f"config table5.methods: {unknown} are neither trained (train.methods), 'random', nor pretrained")
-    if "supervised" in train["methods"] and train["labelled"] is None and videos["source"] != "synthetic":
-        raise UserError("config train.methods: 'supervised' needs train.labelled (an ImageFolder) outside the synthetic world")
-    if config["moco"]["queue"] % config["train"]["batch_size"]:
-        raise UserError(f"config moco.queue ({config['moco']['queue']}) must be a multiple of train.batch_size "
-                        f"({config['train']['batch_size']})")
+    on_labelled = [m for m in train["methods"] if METHODS[m].trains_on_labelled]
+    if on_labelled and train["labelled"] is None and videos["source"] != "synthetic":
+        raise UserError(f"config train.methods: {on_labelled[0]!r} needs train.labelled (an ImageFolder) outside the "
+                        "synthetic world")
+    check_queue(config["moco"]["queue"], config["train"]["batch_size"])
     if not eval_datasets(config):
         raise UserError("config evaluation: no invariance dataset (synthetic_sets empty and neither aloi nor got10k given)")
     return config
@@ -79,7 +86,7 @@ def uses_synthetic(config: dict) -> dict[str, bool]:
     """Which parts of the synthetic world this config reads."""
     return {
         "videos": config["videos"]["source"] == "synthetic",
-        "labelled": config["train"]["labelled"] is None and bool({"supervised"} & set(config["train"]["methods"]) or config["train"]["knn_every"]),
+        "labelled": config["train"]["labelled"] is None and bool(any(METHODS[m].trains_on_labelled for m in config["train"]["methods"]) or config["train"]["knn_every"]),
         "partseg": config["partseg"]["images"] is None,
         "trajectories": bool(config["evaluation"]["synthetic_sets"]),
     }

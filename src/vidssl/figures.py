@@ -1,12 +1,15 @@
 """Figures for the report."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from vidssl.chunk_store import ChunkStore
-from vidssl.io import atomic_path, read_parquet
+from vidssl.io import atomic_path, read_parquet, save_figure
 
 # matplotlib's tab10, as BGR: one colour per track, repeating after ten.
 TRACK_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
@@ -93,3 +96,20 @@ def _assemble(rows: list[tuple[str, list[np.ndarray]]], gap: int = 4) -> np.ndar
             left = gap + c * (cell_w + gap)
             canvas[top + LABEL_HEIGHT:top + LABEL_HEIGHT + cell.shape[0], left:left + cell.shape[1]] = cell
     return canvas
+
+
+def plot_training(csv_path: str | Path, out_png: str | Path) -> None:
+    """Loss and kNN top-1 of a training run's train.csv against the step, side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.read_csv(csv_path)
+    figure, (loss_axis, knn_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
+    loss_axis.plot(frame.step, frame.loss)
+    loss_axis.set(xlabel="step", ylabel="training loss")
+    measured = frame.dropna(subset=["knn_top1"])
+    knn_axis.plot(measured.step, measured.knn_top1, marker="o")
+    knn_axis.set(xlabel="step", ylabel="kNN top-1", ylim=(0, 1))
+    figure.tight_layout()
+    save_figure(figure, out_png)

@@ -17,6 +17,8 @@ import torchvision
 from torch import nn
 from torchvision.ops import roi_align
 
+from vidssl.distributed import concat_all_gather, distributed, rank, world_size
+
 
 def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
     """[positive | negatives] / T for L2-normalised q, k (N x C) and queue (C x K): N x (1 + K)."""
@@ -96,17 +98,6 @@ def roi_features(layer3: torch.Tensor, boxes: torch.Tensor, output_size: int) ->
     return roi_align(layer3, rois, output_size, spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
 
 
-@torch.no_grad()
-def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
-    gathered = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, x.contiguous())
-    return torch.cat(gathered)
-
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 class MoCo(nn.Module):
     """Query/key encoders, the queue, and one training step's loss (frames, plus tracked patches when boxes are given).
 
@@ -118,7 +109,7 @@ class MoCo(nn.Module):
     def __init__(self, arch: str, *, dim: int, queue: int, momentum: float, temperature: float, bn_splits: int,
                  image_size: int):
         super().__init__()
-        world = dist.get_world_size() if distributed() else 1
+        world = world_size()
         splits = max(1, bn_splits // world)
         self.momentum, self.temperature = momentum, temperature
         self.roi_size = max(1, image_size // 16)
@@ -151,7 +142,7 @@ class MoCo(nn.Module):
         x_all = concat_all_gather(x)
         perm = torch.randperm(len(x_all), device=x.device)
         dist.broadcast(perm, src=0)
-        local = perm.view(dist.get_world_size(), -1)[dist.get_rank()]
+        local = perm.view(world_size(), -1)[rank()]
         boxes = None if boxes is None else concat_all_gather(boxes)[local]
         return x_all[local], boxes, torch.argsort(perm)
 
@@ -159,7 +150,7 @@ class MoCo(nn.Module):
     def unshuffle(self, y: torch.Tensor, unperm: torch.Tensor) -> torch.Tensor:
         if not distributed():
             return y[unperm]
-        local = unperm.view(dist.get_world_size(), -1)[dist.get_rank()]
+        local = unperm.view(world_size(), -1)[rank()]
         return concat_all_gather(y)[local]
 
     def encode(self, net: nn.Module, x: torch.Tensor, boxes: torch.Tensor | None):

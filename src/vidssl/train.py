@@ -1,10 +1,8 @@
-"""Training of one method: MoCo v2 (`moco`), Frame Temporal Invariance (`fti`), FTI with tracks (`region_tracker`) and
-a supervised baseline (`supervised`), on one device or under torchrun (DistributedDataParallel).
+"""Training of one method (vidssl.methods holds the four) on one device or under torchrun (DistributedDataParallel),
+in the phases of DINO's train_dino: set-up, resume, the steps (one `train_step` each), checkpoint and export.
 
-Sample j of step s is the global index s * batch + j; its content (which frame/pair, which track, the augmentation) is a
-pure function of (seed, index). Runs therefore repeat exactly whatever the number of workers or GPUs, and a resumed
-run sees the same data as an uninterrupted one. Region Tracker: one track is drawn per frame pair among the pair's
-tracks; a pair without tracks, or whose box leaves a crop (see vidssl.augment), uses the whole crops as its patch pair.
+`launch` starts a run in this process or, for several GPUs, under torchrun, whose processes each enter through `main`,
+the command line below it. Samples are a function of (seed, index) (see vidssl.samples), so a run repeats exactly.
 """
 from __future__ import annotations
 
@@ -12,156 +10,39 @@ import argparse
 import json
 import logging
 import math
-import os
 import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 import torchvision
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vidssl.augment import MocoV2Augment, eval_transform
+from vidssl import distributed
+from vidssl.augment import eval_transform
 from vidssl.backbone import export_backbone, pooled_features
-from vidssl.io import UserError, atomic_path, read_parquet, save_figure, write_csv
-from vidssl.moco import MoCo
-from vidssl.chunk_store import ChunkStore
+from vidssl.config import check_queue
+from vidssl.devices import claim_gpus
+from vidssl.errors import UserError
+from vidssl.io import atomic_path, write_csv
+from vidssl.methods import INPUTS, METHODS, Method, check_inputs, get as get_method
+from vidssl.samples import TrainingSamples, list_labelled, read_labelled_image, step_batches
 
-METHODS = ("moco", "fti", "region_tracker", "supervised")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CSV_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "knn_top1"]
-
-
-def list_labelled(root: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
-    """(path, label) of every image of an ImageFolder root `<class>/<image>`, and the class names."""
-    root = Path(root)
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
-    items = [(str(p), label) for label, name in enumerate(classes)
-             for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not items:
-        raise UserError(f"labelled set {root}: no <class>/<image>.jpg files")
-    return items, classes
-
-
-def read_image(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path}: unreadable image")
-    return image
-
-
-class TrainingSamples(torch.utils.data.Dataset):
-    """Index i -> one training sample; an epoch is a seeded permutation of the method's units (frames, pairs, images)."""
-
-    def __init__(self, method: str, *, stores: list[ChunkStore], frame_pairs: pd.DataFrame | None,
-                 tracks: dict | None, labelled: list[tuple[str, int]] | None, image_size: int, seed: int):
-        self.method, self.stores, self.tracks, self.labelled, self.seed = method, stores, tracks, labelled, seed
-        self.augment = MocoV2Augment(image_size)
-        if method == "moco":
-            self.units = np.concatenate([np.stack([np.full(len(s), i), np.arange(len(s))], 1) for i, s in enumerate(stores)])
-        elif method in ("fti", "region_tracker"):
-            self.units = frame_pairs[["video", "chunk", "frame_a", "frame_b"]].to_numpy()
-            self.store_of = {key: i for i, s in enumerate(stores) for key in zip(s.chunks().video, s.chunks().chunk)}
-            missing = {(v, int(c)) for v, c, _, _ in self.units} - set(self.store_of)
-            if missing:
-                raise UserError(f"frame pairs name {len(missing)} chunks absent from the chunk containers, "
-                                f"e.g. {sorted(missing)[:3]}")
-        else:
-            self.units = np.arange(len(labelled))
-        if len(self.units) == 0:
-            raise UserError(f"{method}: no training samples (empty chunks/pairs/labelled set)")
-        self._epoch, self._order = None, None
-
-    def __len__(self) -> int:
-        return len(self.units)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self._epoch, self._order = epoch, torch.randperm(len(self.units), generator=generator)
-        return self._order
-
-    def __getitem__(self, index: int) -> dict:
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices: list[int]) -> list[dict]:
-        """The samples at `indices` (the DataLoader asks for a whole batch): the frames they need are read with one
-        HDF5 call per shard, since a call per frame cost about a quarter of a sample."""
-        units = []
-        for index in indices:
-            epoch, position = divmod(index, len(self.units))
-            units.append(self.units[int(self.order(epoch)[position])])
-        keys = [self.frame_keys(unit) for unit in units]
-        frames = self.read_frames({key for unit_keys in keys for key in unit_keys})
-        return [self.sample(unit, [frames[key] for key in unit_keys], np.random.default_rng([self.seed, index]))
-                for index, unit, unit_keys in zip(indices, units, keys)]
-
-    def frame_keys(self, unit) -> list[tuple[int, int]]:
-        """(store, row) of each frame a unit needs."""
-        if self.method == "moco":
-            return [(int(unit[0]), int(unit[1]))]
-        if self.method in ("fti", "region_tracker"):
-            video, chunk, frame_a, frame_b = unit
-            store = self.store_of[(video, int(chunk))]
-            return [(store, self.stores[store].row(video, chunk, frame)) for frame in (frame_a, frame_b)]
-        return []
-
-    def read_frames(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
-        """The images at (store, row) keys, one HDF5 call per store (rows in increasing order, as HDF5 wants them)."""
-        frames = {}
-        for store in {store for store, _ in keys}:
-            rows = sorted(row for s, row in keys if s == store)
-            frames.update(zip(((store, row) for row in rows), self.stores[store].read_rows(rows)))
-        return frames
-
-    def sample(self, unit, images: list[np.ndarray], rng: np.random.Generator) -> dict:
-        if self.method == "moco":
-            return {"x_q": self.augment(images[0], None, rng)[0], "x_k": self.augment(images[0], None, rng)[0]}
-        if self.method == "fti":
-            return {"x_q": self.augment(images[0], None, rng)[0], "x_k": self.augment(images[1], None, rng)[0]}
-        if self.method == "region_tracker":
-            image_a, image_b = images
-            candidates = self.tracks.get((unit[0], int(unit[1]), int(unit[2]), int(unit[3])))
-            box_a = box_b = None
-            if candidates is not None:
-                box_a, box_b = np.split(candidates[rng.integers(len(candidates))], 2)
-            x_q, boxes_q, kept_q = self.augment(image_a, box_a, rng)
-            x_k, boxes_k, kept_k = self.augment(image_b, box_b, rng)
-            tracked = candidates is not None and kept_q and kept_k
-            if not tracked:  # whole crops: the patch pair is the frame pair seen through layer3 ROI pooling
-                boxes_q = boxes_k = torch.tensor([0.0, 0.0, x_q.shape[-1], x_q.shape[-2]])
-            return {"x_q": x_q, "x_k": x_k, "boxes_q": boxes_q, "boxes_k": boxes_k, "tracked": tracked}
-        path, label = self.labelled[int(unit)]
-        return {"x": self.augment(read_image(path), None, rng)[0], "y": label}
-
-
-def step_batches(start: int, steps: int, batch: int, rank: int, world: int):
-    """Each step's sample indices for this rank: its contiguous slice of the global batch."""
-    per_rank = batch // world
-    return [list(range(s * batch + rank * per_rank, s * batch + (rank + 1) * per_rank)) for s in range(start, steps)]
-
-
-def read_tracks(paths: list[str]) -> dict:
-    """(video, chunk, frame_a, frame_b) -> array of [ax1, ay1, ax2, ay2, bx1, by1, bx2, by2] rows."""
-    frame = pd.concat([read_parquet(p) for p in paths], ignore_index=True)
-    columns = ["ax1", "ay1", "ax2", "ay2", "bx1", "by1", "bx2", "by2"]
-    return {(v, int(c), int(a), int(b)): group[columns].to_numpy(np.float32)
-            for (v, c, a, b), group in frame.groupby(["video", "chunk", "frame_a", "frame_b"], sort=False)}
 
 
 class KnnMonitor:
     """Weighted cosine kNN (MoCo demo: k 200, weights exp(sim / 0.1)) on a fixed seeded half/half split of a labelled set."""
 
     def __init__(self, items: list[tuple[str, int]], image_size: int, seed: int, k: int = 200):
-        images = torch.stack([eval_transform(read_image(path), image_size) for path, _ in items])
+        images = torch.stack([eval_transform(read_labelled_image(path), image_size) for path, _ in items])
         labels = torch.tensor([label for _, label in items])
         order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))
         bank, query = order[: len(items) // 2], order[len(items) // 2:]
@@ -185,13 +66,9 @@ class KnnMonitor:
         return float((votes.argmax(1).cpu() == self.query[1]).float().mean())
 
 
-def build_model(method: str, cfg: dict, classes: int) -> torch.nn.Module:
-    arch = cfg["model"]["arch"]
-    if method == "supervised":
-        return getattr(torchvision.models, arch)(weights=None, num_classes=classes)
-    m = cfg["moco"]
-    return MoCo(arch, dim=m["dim"], queue=m["queue"], momentum=m["momentum"], temperature=m["temperature"],
-                bn_splits=m["bn_splits"], image_size=cfg["model"]["image_size"])
+def base_lr(cfg: dict) -> float:
+    """train.lr is for a batch of 256 (the linear scaling rule)."""
+    return cfg["train"]["lr"] * int(cfg["train"]["batch_size"]) / 256
 
 
 def cosine_lr(base_lr: float, step: int, steps: int) -> float:
@@ -213,205 +90,249 @@ def run_info(cfg: dict, device: torch.device) -> dict:
             "python": platform.python_version()}
 
 
-def save_checkpoint(state: dict, paths: list[Path]) -> None:
-    for path in paths:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+@dataclass
+class Run:
+    """What the phases of one training run share."""
+    method: Method
+    cfg: dict
+    data: TrainingSamples
+    labelled: list[tuple[str, int]] | None
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    out: Path
+    stepper: torch.nn.Module | None = None  # the model, wrapped by DistributedDataParallel under torchrun
+    start: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return int(self.cfg["train"]["steps"])
+
+    @property
+    def batch(self) -> int:
+        return int(self.cfg["train"]["batch_size"])
+
+    @property
+    def base_lr(self) -> float:
+        return base_lr(self.cfg)
+
+    @property
+    def trained(self) -> torch.nn.Module:
+        return self.method.trained(self.model)
+
+    @property
+    def resume_path(self) -> Path:
+        return self.out.parent / ".resume" / f"{self.method.name}.pt"
+
+    @property
+    def identity(self) -> str:
+        """What a resume copy must have been made with to be resumed."""
+        return json.dumps({"method": self.method.name, "cfg": self.cfg}, sort_keys=True)
 
 
-def load_resume(path: Path, identity: str, log) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a resume copy is a convenience: a bad one means starting over, not failing
-        log.warning("ignoring unreadable resume copy %s (%s)", path, error)
-        return None
-    if state.get("identity") != identity:
-        log.warning("resume copy %s was made with another method/config: starting from step 0", path)
-        return None
-    return state
-
-
-def distributed_env(cfg: dict) -> tuple[int, int, int]:
-    """(rank, world, local_rank) from torchrun's environment; initialises the process group when world > 1."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if cfg["train"].get("gpus", 1) > 1 and world == 1:
-        raise UserError(f"train.gpus = {cfg['train']['gpus']} needs the job started by torchrun --nproc_per_node=N")
-    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return rank, world, local_rank
-
-
-def train(method: str, *, chunks: list[str], frame_pairs: list[str] | None, track_pairs: list[str] | None,
-          labelled: str | None, out_dir: str, cfg: dict, log: logging.Logger | None = None,
-          stop_at: int | None = None) -> dict:
-    """Train `method`, writing checkpoint.pt, backbone.pth, train.csv and run.json into out_dir; return a summary.
-
-    `stop_at` ends this process after that step with a resumable checkpoint (time-sliced jobs); rerunning resumes.
-    """
-    log = log or logging.getLogger("vidssl.train")
-    if method not in METHODS:
-        raise UserError(f"training method {method!r} is not one of {', '.join(METHODS)}")
-    t, seed = cfg["train"], int(cfg["seed"])
-    steps, batch, workers = int(t["steps"]), int(t["batch_size"]), int(t["workers"])
-    rank, world, local_rank = distributed_env(cfg)
+def check_settings(method: Method, cfg: dict, files: dict, labelled: str | None) -> None:
+    """The user mistakes that would otherwise surface mid-run, checked before anything is read."""
+    unknown = set(files) - set(INPUTS)
+    if unknown:
+        raise TypeError(f"train() got file sets {sorted(unknown)}, not among {', '.join(INPUTS)}")
+    batch, world = int(cfg["train"]["batch_size"]), distributed.world_size()
     if batch % world:
         raise UserError(f"train.batch_size {batch} is not divisible by the {world} GPUs")
-    if method != "supervised" and cfg["moco"]["queue"] % batch:
-        raise UserError(f"moco.queue {cfg['moco']['queue']} is not a multiple of train.batch_size {batch}")
-    if method in ("fti", "region_tracker") and not frame_pairs:
-        raise UserError(f"{method} needs frame pairs")
-    if method == "region_tracker" and not track_pairs:
-        raise UserError("region_tracker needs track pairs")
-    if method == "supervised" and not labelled:
-        raise UserError("supervised needs a labelled ImageFolder set")
+    if "moco" in method.config_sections:
+        check_queue(cfg["moco"]["queue"], batch)
+    check_inputs(method, files, labelled)
+
+
+def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg: dict, local_rank: int) -> Run:
+    """The device, the samples, and the seeded model with its optimiser."""
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     items, classes = list_labelled(labelled) if labelled else (None, [])
-    data = TrainingSamples(
-        method, stores=[ChunkStore(p) for p in chunks] if method != "supervised" else [],
-        frame_pairs=pd.concat([read_parquet(p) for p in frame_pairs], ignore_index=True)
-        if method in ("fti", "region_tracker") else None,
-        tracks=read_tracks(track_pairs) if method == "region_tracker" else None,
-        labelled=items, image_size=cfg["model"]["image_size"], seed=seed)
-
+    seed = int(cfg["seed"])
+    data = TrainingSamples.from_files(method.name, files, items, image_size=cfg["model"]["image_size"], seed=seed)
     torch.manual_seed(seed)
-    model = build_model(method, cfg, len(classes)).to(device)
+    model = method.model(cfg, len(classes)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    trained = model if method == "supervised" else model.encoder_q
-    base_lr = t["lr"] * batch / 256
-    optimizer = torch.optim.SGD(trained.parameters(), lr=base_lr, momentum=0.9, weight_decay=t["weight_decay"])
-    out = Path(out_dir)
-    resume_path = out.parent / ".resume" / f"{method}.pt"
-    identity = json.dumps({"method": method, "cfg": cfg}, sort_keys=True)
-    state = load_resume(resume_path, identity, log)
-    start, history = 0, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        start, history = int(state["step"]), list(state["history"])
-        log.info("%s: resuming from %s at step %d of %d", method, resume_path, start, steps)
-    stepper = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world > 1 else model
+    optimizer = torch.optim.SGD(method.trained(model).parameters(), lr=base_lr(cfg), momentum=0.9,
+                                weight_decay=cfg["train"]["weight_decay"])
+    return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir))
 
+
+def resume(run: Run, log: logging.Logger) -> None:
+    """Continue from the resume copy when one made with the same method and config is readable."""
+    path = run.resume_path
+    if not path.is_file():
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a resume copy is a convenience: a bad one means starting over, not failing
+        log.warning("ignoring unreadable resume copy %s (%s)", path, error)
+        return
+    if state.get("identity") != run.identity:
+        log.warning("resume copy %s was made with another method/config: starting from step 0", path)
+        return
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if run.device.type == "cuda" and state["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
+    run.start, run.history = int(state["step"]), list(state["history"])
+    log.info("%s: resuming from %s at step %d of %d", run.method.name, path, run.start, run.steps)
+
+
+def train_step(run: Run, step: int, batch: dict) -> tuple[torch.Tensor, float]:
+    """One optimiser step on this rank's share of a global batch: the loss averaged over the ranks (still on the
+    device), and the learning rate used."""
+    lr = cosine_lr(run.base_lr, step, run.steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+    if run.device.type == "cuda":
+        for key in run.method.image_keys:
+            batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
+        loss = run.method.loss(run.stepper, batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return distributed.average(loss.detach()), lr
+
+
+def train_steps(run: Run, last: int) -> None:
+    """Steps run.start to `last`, as DINO's train_one_epoch: a history row each, the kNN monitor every
+    train.knn_every steps and at the end, a checkpoint every train.checkpoint_every."""
+    t, seed = run.cfg["train"], int(run.cfg["seed"])
     loader = torch.utils.data.DataLoader(
-        data, batch_sampler=step_batches(start, steps, batch, rank, world), num_workers=workers,
-        persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+        run.data, batch_sampler=step_batches(run.start, run.steps, run.batch, distributed.rank(),
+                                             distributed.world_size()),
+        num_workers=int(t["workers"]), persistent_workers=int(t["workers"]) > 0, pin_memory=run.device.type == "cuda",
         generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
-    knn = KnnMonitor(items, cfg["model"]["image_size"], seed) if items and t["knn_every"] and rank == 0 else None
-    views = 1 if method == "supervised" else 2
-    last = min(steps, stop_at) if stop_at is not None else steps
-
-    def settle() -> None:
-        """Turn the step losses kept on the device into numbers; doing it every step would stall the GPU queue."""
-        for row in history:
-            row["loss"] = float(row["loss"])
-
-    def checkpoint(step: int) -> None:
-        settle()
-        if rank != 0:
-            return
-        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                         "epoch": step * batch / len(data), "scheduler": {"cosine_base_lr": base_lr, "steps": steps},
-                         "identity": identity, "config": cfg, "rng": rng, "history": history},
-                        [out / "checkpoint.pt", resume_path])
-        write_csv(pd.DataFrame(history, columns=CSV_FIELDS), out / "train.csv")
-
-    stepper.train()
-    progress = tqdm(total=last - start, desc=f"train {method}", disable=rank != 0, file=sys.stderr)
+    knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed) \
+        if run.labelled and t["knn_every"] and distributed.is_main() else None
+    run.stepper.train()
+    progress = tqdm(total=last - run.start, desc=f"train {run.method.name}", disable=not distributed.is_main(),
+                    file=sys.stderr)
     clock = time.perf_counter()
-    for step, inputs in zip(range(start, last), loader):
-        lr = cosine_lr(base_lr, step, steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
-        for key in ("x", "x_q", "x_k"):
-            if key in inputs and device.type == "cuda":
-                inputs[key] = inputs[key].contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            if method == "supervised":
-                loss = F.cross_entropy(stepper(inputs["x"]).float(), inputs["y"])
-            else:
-                loss, _ = stepper(inputs["x_q"], inputs["x_k"], inputs.get("boxes_q"), inputs.get("boxes_k"))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        reported = loss.detach()
-        if world > 1:
-            dist.all_reduce(reported, op=dist.ReduceOp.AVG)
-        now = time.perf_counter()
+    for step, batch in zip(range(run.start, last), loader):
+        loss, lr = train_step(run, step, batch)
         done = step + 1
-        row = {"step": done, "epoch": done * batch / len(data), "loss": reported, "lr": lr,
-               "images_per_s": batch * views / (now - clock), "knn_top1": float("nan")}
-        if knn is not None and (done % t["knn_every"] == 0 or done == steps):
-            row["knn_top1"] = knn(trained, device)
-        history.append(row)
+        row = {"step": done, "epoch": done * run.batch / len(run.data), "loss": loss, "lr": lr,
+               "images_per_s": run.batch * len(run.method.image_keys) / (time.perf_counter() - clock),
+               "knn_top1": float("nan")}
+        if knn is not None and (done % t["knn_every"] == 0 or done == run.steps):
+            row["knn_top1"] = knn(run.trained, run.device)
+        run.history.append(row)
         progress.update()
         if done % 20 == 0 or done == last:
-            progress.set_postfix(loss=f"{float(reported):.3f}")
+            progress.set_postfix(loss=f"{float(loss):.3f}")
         if done % t["checkpoint_every"] == 0 and done < last:
-            checkpoint(done)
+            checkpoint(run, done)
         clock = time.perf_counter()
     progress.close()
-    final = max(start, last)
-    checkpoint(final)
-    if rank == 0:
-        export_backbone(trained.state_dict(), out / "backbone.pth")
-        with atomic_path(out / "run.json") as tmp:
-            tmp.write_text(json.dumps(run_info(cfg, device), indent=2))
-        log.info("%s: %d steps done, final loss %.4f", method, final, history[-1]["loss"] if history else float("nan"))
-    if world > 1:
-        dist.barrier()
-    return {"method": method, "steps": final, "resumed_from": start, "loss": [r["loss"] for r in history],
+
+
+def checkpoint(run: Run, step: int) -> None:
+    """checkpoint.pt and the resume copy (the same state), and train.csv so far; only rank 0 writes."""
+    for row in run.history:  # the losses stay on the device until here: reading each step would stall the GPU queue
+        row["loss"] = float(row["loss"])
+    if not distributed.is_main():
+        return
+    cuda = run.device.type == "cuda"
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(run.device) if cuda else None}
+    state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step,
+             "epoch": step * run.batch / len(run.data), "scheduler": {"cosine_base_lr": run.base_lr, "steps": run.steps},
+             "identity": run.identity, "config": run.cfg, "rng": rng, "history": run.history}
+    for path in (run.out / "checkpoint.pt", run.resume_path):
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    write_csv(pd.DataFrame(run.history, columns=CSV_FIELDS), run.out / "train.csv")
+
+
+def export(run: Run, final: int, log: logging.Logger) -> None:
+    """The trained backbone and the run's provenance (config, commit, versions, device); only rank 0 writes."""
+    if not distributed.is_main():
+        return
+    export_backbone(run.trained.state_dict(), run.out / "backbone.pth")
+    with atomic_path(run.out / "run.json") as tmp:
+        tmp.write_text(json.dumps(run_info(run.cfg, run.device), indent=2))
+    log.info("%s: %d steps done, final loss %.4f", run.method.name, final,
+             run.history[-1]["loss"] if run.history else float("nan"))
+
+
+def train(method: str, *, out_dir: str, cfg: dict, labelled: str | None = None, log: logging.Logger | None = None,
+          stop_at: int | None = None, **files: list[str]) -> dict:
+    """Train `method` on `files` (the file sets vidssl.methods.INPUTS names, e.g. chunks=[...]) and the labelled
+    ImageFolder, writing checkpoint.pt, backbone.pth, train.csv and run.json into out_dir; return a summary.
+
+    `stop_at` ends this process after that step with a resumable checkpoint (time-sliced jobs); rerunning resumes.
+    """
+    log = log or logging.getLogger("vidssl.train")
+    spec = get_method(method)
+    local_rank = distributed.join(cfg["train"].get("gpus", 1))
+    check_settings(spec, cfg, files, labelled)
+    run = set_up(spec, files, labelled, out_dir, cfg, local_rank)
+    resume(run, log)
+    run.stepper = DistributedDataParallel(run.model, device_ids=[run.device.index] if run.device.type == "cuda"
+                                          else None) if distributed.distributed() else run.model
+    last = min(run.steps, stop_at) if stop_at is not None else run.steps
+    train_steps(run, last)
+    final = max(run.start, last)
+    checkpoint(run, final)
+    export(run, final, log)
+    distributed.barrier()
+    history = run.history
+    return {"method": method, "steps": final, "resumed_from": run.start, "loss": [r["loss"] for r in history],
             "knn_top1": next((r["knn_top1"] for r in reversed(history) if not math.isnan(r["knn_top1"])), float("nan")),
-            "device": str(device), "world": world}
+            "device": str(run.device), "world": distributed.world_size()}
 
 
-def plot_training(csv_path: str | Path, out_png: str | Path) -> None:
-    """Loss and kNN top-1 against the step, side by side."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def launch(job: dict, log: logging.Logger) -> None:
+    """Run `job` (train()'s keywords) on train.gpus devices: in this process for one, else under torchrun with a
+    process per GPU, each entering through main()."""
+    gpus = job["cfg"]["train"]["gpus"]
+    claim_gpus(gpus)
+    if gpus == 1:
+        train(**job, log=log)
+        return
+    config_json = Path(job["out_dir"]) / "config.json"
+    config_json.write_text(json.dumps(job["cfg"]))
+    # An argv list, no shell: config values never reach a shell parser.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+               "-m", "vidssl.train", "--config-json", str(config_json), "--method", job["method"],
+               "--out-dir", job["out_dir"]]
+    for key in (*INPUTS, "labelled"):
+        if job.get(key):
+            command += [option(key), *([job[key]] if isinstance(job[key], str) else job[key])]
+    log.info("starting %s", command)
+    subprocess.run(command, check=True, stderr=sys.stderr, stdout=sys.stderr)
 
-    frame = pd.read_csv(csv_path)
-    figure, (loss_axis, knn_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
-    loss_axis.plot(frame.step, frame.loss)
-    loss_axis.set(xlabel="step", ylabel="training loss")
-    measured = frame.dropna(subset=["knn_top1"])
-    knn_axis.plot(measured.step, measured.knn_top1, marker="o")
-    knn_axis.set(xlabel="step", ylabel="kNN top-1", ylim=(0, 1))
-    figure.tight_layout()
-    save_figure(figure, out_png)
+
+def option(key: str) -> str:
+    """The command-line option of one of train()'s keywords."""
+    return "--" + key.replace("_", "-")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train one vidssl method (run under torchrun for several GPUs).")
     parser.add_argument("--config-json", required=True, help="JSON file with the seed, model, moco and train sections")
     parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--chunks", nargs="*", default=[])
-    parser.add_argument("--frame-pairs", nargs="*", default=None)
-    parser.add_argument("--track-pairs", nargs="*", default=None)
-    parser.add_argument("--labelled", default=None)
-    parser.add_argument("--out-dir", required=True)
+    for key, files in INPUTS.items():
+        parser.add_argument(option(key), nargs="*", default=None, help=f"the {files}")
+    parser.add_argument(option("labelled"), default=None, help="a labelled ImageFolder set")
+    parser.add_argument(option("out_dir"), required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    files = {key: getattr(args, key) for key in INPUTS if getattr(args, key)}
     try:
         cfg = json.loads(Path(args.config_json).read_text())
-        train(args.method, chunks=args.chunks, frame_pairs=args.frame_pairs, track_pairs=args.track_pairs,
-              labelled=args.labelled, out_dir=args.out_dir, cfg=cfg)
+        train(args.method, labelled=args.labelled, out_dir=args.out_dir, cfg=cfg, **files)
     except UserError as error:
         sys.exit(f"error: {error}")
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        distributed.leave()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vidssl import config as vidssl_config
+from vidssl import methods as vidssl_methods
 from vidssl.integrity import find_broken
 from vidssl.io import UserError
 
@@ -79,6 +80,20 @@ def trajectories_input(wildcards=None):
 
 def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
+
+
+# Where the workflow puts each file set a training method can read (the keys of vidssl.methods.INPUTS).
+TRAIN_INPUT_FILES = {
+    "chunks": "results/chunks/{shard}.h5",
+    "frame_pairs": "results/pairs/{shard}.frames.parquet",
+    "track_pairs": "results/pairs/{shard}.tracks.parquet",
+}
+
+
+def train_input(method):
+    """The files a training method reads, as its spec in vidssl.methods names them, and the labelled set."""
+    reads = vidssl_methods.METHODS[method].inputs
+    return {key: shard_files(TRAIN_INPUT_FILES[key]) for key in reads} | {"labelled": labelled_input()}
 
 
 def all_targets():

@@ -1,19 +1,6 @@
 # Backbones of every method: MoCo-family training (train_moco, train_fti, train_region_tracker), the supervised
 # baseline (train_supervised), a seeded random init, and imported pretrained checkpoints.
 
-TRAIN_INPUTS = {
-    "moco": {"chunks": shard_files("results/chunks/{shard}.h5")},
-    "fti": {
-        "chunks": shard_files("results/chunks/{shard}.h5"),
-        "frame_pairs": shard_files("results/pairs/{shard}.frames.parquet"),
-    },
-    "region_tracker": {
-        "chunks": shard_files("results/chunks/{shard}.h5"),
-        "frame_pairs": shard_files("results/pairs/{shard}.frames.parquet"),
-        "track_pairs": shard_files("results/pairs/{shard}.tracks.parquet"),
-    },
-    "supervised": {},
-}
 # Which methods run, and how many data workers feed them, never changes what a run computes.
 TRAIN_PARAMS = {key: value for key, value in config["train"].items() if key not in ("methods", "labelled")}
 
@@ -23,8 +10,7 @@ for train_method in TRAINED_METHODS:
         name:
             f"train_{train_method}"
         input:
-            **TRAIN_INPUTS[train_method],
-            labelled=labelled_input(),
+            **train_input(train_method),
         output:
             checkpoint=f"results/models/{train_method}/checkpoint.pt",
             backbone=f"results/models/{train_method}/backbone.pth",
@@ -35,7 +21,7 @@ for train_method in TRAINED_METHODS:
             labelled=config["train"]["labelled"],
             seed=config["seed"],
             model=config["model"],
-            moco=config["moco"] if train_method != "supervised" else {},
+            moco=config["moco"] if "moco" in vidssl_methods.METHODS[train_method].config_sections else {},
             train=TRAIN_PARAMS,
         threads: 2
         log:
