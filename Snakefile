@@ -30,3 +30,4 @@ rule all:
 
 
 check_gpu_requests(workflow.rules)
+clean_start(workflow.rules)

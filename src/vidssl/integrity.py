@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 import zipfile
 from pathlib import Path
+from typing import Callable
+
+from vidssl.io import HOST, temp_writer
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -18,6 +22,8 @@ PNG_END = b"IEND\xaeB`\x82"
 PARQUET_MAGIC = b"PAR1"
 UNDEFINED_ADDRESS = {4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 JSON_READ_LIMIT = 1 << 20
+# Longer than any rule's runtime limit (training's 24 h): SLURM has ended every job that began before it.
+REMOTE_TEMP_AGE_S = 48 * 3600
 
 
 def _head_tail(path: Path, head: int, tail: int) -> tuple[bytes, bytes, int]:
@@ -119,16 +125,48 @@ def is_whole(path: str | os.PathLike) -> bool:
         return False
 
 
-def find_broken(root: str | os.PathLike) -> list[Path]:
-    """Every artifact under `root` that is not whole, sorted.
+def find_broken(root: str | os.PathLike, ours: Callable[[str], bool] = lambda path: True) -> list[Path]:
+    """Every artifact under `root` that is not whole and whose path (as `root` joined with its place) is `ours`, sorted.
 
-    Hidden names are skipped: `.name.tmpPID` files belong to jobs that may still be writing, and `.resume/` copies are
-    validated where they are read.
+    `ours` says which names the pipeline writes, so that a user's own file under `root` is never taken for an artifact.
+    Hidden names are skipped: temp files are `stale_temps`' business, and `.resume/` copies are validated where they
+    are read.
     """
-    root = Path(root)
     broken = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        broken += [Path(folder) / name for name in files
-                   if not name.startswith(".") and not is_whole(Path(folder) / name)]
+        paths = [Path(folder) / name for name in files if not name.startswith(".")]
+        broken += [path for path in paths if ours(str(path)) and not is_whole(path)]
     return sorted(broken)
+
+
+def stale_temps(root: str | os.PathLike, now: float | None = None) -> list[Path]:
+    """The temp files of atomic writes (vidssl.io.temp_sibling) under `root` whose writer is certainly gone, sorted.
+
+    A temp from this host is stale when its process no longer runs; one from another node (a cluster job) when it
+    was last written longer ago than any job may run. Nothing else is touched, in hidden folders neither.
+    """
+    now = time.time() if now is None else now
+    stale = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            writer = temp_writer(name)
+            path = Path(folder) / name
+            if writer is not None and _writer_gone(*writer, path, now):
+                stale.append(path)
+    return sorted(stale)
+
+
+def _writer_gone(host: str, pid: int, path: Path, now: float) -> bool:
+    if host != HOST:
+        try:
+            return now - path.stat().st_mtime > REMOTE_TEMP_AGE_S
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process
+        return False
+    return False

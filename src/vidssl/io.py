@@ -6,6 +6,9 @@ import errno
 import json
 import logging
 import os
+import re
+import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -18,15 +21,37 @@ import pyarrow.parquet as pq
 from vidssl.errors import UserError
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk and a full quota are one problem to the user
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+# `.<name>.tmp.<host>.<pid>.<random>`, and `.<name>.tmp<pid>` as earlier versions wrote it (on one host)
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp(?:\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}|(?P<bare_pid>\d+))")
+
+
+def temp_sibling(path: Path) -> Path:
+    """A hidden sibling of `path` that no other writer names, on any node of a shared file system."""
+    return path.with_name(f".{path.name}.tmp.{HOST}.{os.getpid()}.{secrets.token_hex(4)}")
+
+
+def temp_writer(name: str) -> tuple[str, int] | None:
+    """(host, pid) of the process that made a `temp_sibling` name; None for any other name."""
+    match = _TEMP_NAME.fullmatch(name)
+    if match is None:
+        return None
+    if match["bare_pid"]:
+        return HOST, int(match["bare_pid"])
+    return match["host"], int(match["pid"])
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
 
-    A killed job or a full disk therefore never leaves a half-written artifact under the final name.
+    A killed job or a full disk therefore never leaves a half-written artifact under the final name; a temp that a
+    killed job leaves is removed at the next start (vidssl.integrity.stale_temps).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_sibling(path)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -41,20 +66,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _disk_full(error: BaseException, folder: Path) -> bool:
-    """ENOSPC anywhere in the exception chain, or a failed write on a volume with no free block left.
+    """ENOSPC or EDQUOT anywhere in the exception chain, or a failed write where no block can be written now.
 
     The second case covers writers that swallow the OSError: torch.save to a path raises a bare RuntimeError
-    ("unexpected pos"), and HDF5 may report its own error types.
+    ("unexpected pos"), and HDF5 may report its own error types. A quota does not show in statvfs, so one block is
+    written to find out.
     """
     seen = error
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+        if isinstance(seen, OSError) and seen.errno in NO_SPACE:
             return True
         seen = seen.__cause__ or seen.__context__
     try:
-        return os.statvfs(folder).f_bavail == 0
+        if os.statvfs(folder).f_bavail == 0:
+            return True
     except OSError:
         return False
+    return _block_refused(folder)
+
+
+def _block_refused(folder: Path) -> bool:
+    probe = temp_sibling(folder / "space-probe")
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(bytes(4096))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        return error.errno in NO_SPACE
+    finally:
+        probe.unlink(missing_ok=True)
+    return False
 
 
 def write_parquet(

@@ -6,8 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vidssl import config as vidssl_config
-from vidssl import methods as vidssl_methods
-from vidssl.integrity import find_broken
+from vidssl.integrity import find_broken, stale_temps
 from vidssl.io import UserError
 
 
@@ -24,15 +23,29 @@ except WorkflowError as error:
 except UserError as error:
     _fail(error)
 
-# A file cut short outside our atomic writes (a copy, disk corruption) would look up to date: remove it so that it is
-# rebuilt. Only the main process scans (cluster jobs re-read this file), and a dry run changes nothing.
-if workflow.is_main_process:
-    for broken in find_broken("results"):
-        if workflow.output_settings.dryrun:
-            print(f"vidssl: {broken} is truncated; a real run removes it so that it is rebuilt", file=sys.stderr)
-        else:
-            broken.unlink()
-            print(f"vidssl: {broken} is truncated; removed so that it is rebuilt", file=sys.stderr)
+
+def clean_start(rules):
+    """Remove what would mislead this run, touching only files the pipeline itself writes: an output of `rules` cut
+    short outside our atomic writes (a copy, disk corruption), which would look up to date, so that it is rebuilt;
+    and the temp file of a job killed mid-write whose writer is certainly gone (vidssl.integrity.stale_temps). Only the
+    main process cleans (cluster jobs re-read this file), and a dry run changes nothing. Called once every rule exists.
+    """
+    if not workflow.is_main_process:
+        return
+    outputs = [output for rule in rules for output in rule.output]
+
+    def ours(path):
+        return any(output.match(path) for output in outputs)
+
+    found = [(path, "is truncated", " so that it is rebuilt") for path in find_broken("results", ours)]
+    for root in ("results", "resources"):
+        found += [(path, "is the temp file of a job that is gone", "") for path in stale_temps(root)]
+    dry = workflow.output_settings.dryrun
+    for path, what, why in found:
+        if not dry:
+            path.unlink(missing_ok=True)
+        print(f"vidssl: {path} {what}; {'a real run removes it' if dry else 'removed'}{why}", file=sys.stderr)
+
 
 SYNTH = vidssl_config.SYNTHETIC_ROOT
 SYNTH_USED = vidssl_config.uses_synthetic(config)
@@ -80,20 +93,6 @@ def trajectories_input(wildcards=None):
 
 def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
-
-
-# Where the workflow puts each file set a training method can read (the keys of vidssl.methods.INPUTS).
-TRAIN_INPUT_FILES = {
-    "chunks": "results/chunks/{shard}.h5",
-    "frame_pairs": "results/pairs/{shard}.frames.parquet",
-    "track_pairs": "results/pairs/{shard}.tracks.parquet",
-}
-
-
-def train_input(method):
-    """The files a training method reads, as its spec in vidssl.methods names them, and the labelled set."""
-    reads = vidssl_methods.METHODS[method].inputs
-    return {key: shard_files(TRAIN_INPUT_FILES[key]) for key in reads} | {"labelled": labelled_input()}
 
 
 def all_targets():
