@@ -1,10 +1,11 @@
 """Invariance measures: hand-computed cases, a loop-by-loop reference implementation, and invariants."""
 import math
 
+import h5py
 import numpy as np
 import pytest
 
-from vidssl.invariance import MEASURES, invariance_score, score_all
+from vidssl.invariance import MEASURES, invariance_score, score_all, score_feature_files
 from vidssl.io import UserError
 
 # Six samples, two classes, three sets of two. Unit 0 and unit 1 are worked by hand below;
@@ -264,3 +265,21 @@ def test_bad_parameters_are_user_errors(kwargs, message):
 def test_mismatched_lengths_are_a_user_error():
     with pytest.raises(UserError, match="one entry per feature row"):
         invariance_score(HAND_FEATURES, HAND_LABELS[:5], HAND_SETS)
+
+
+def write_feature_file(path, features, labels, sets):
+    with h5py.File(path, "w") as h5:
+        h5["features"], h5["label"], h5["set"] = features, labels, sets
+
+
+def test_score_feature_files_one_row_per_dataset_measure_and_top_k(tmp_path):
+    features, labels, sets = random_problem(0)
+    write_feature_file(tmp_path / "aloi_viewpoint.h5", features, labels, sets)
+    table = score_feature_files([str(tmp_path / "aloi_viewpoint.h5")], top_k=[2, 5], firing_rate=0.05, min_set_size=2)
+    assert table.columns.tolist() == ["dataset", "measure", "top_k", "score"]
+    assert set(table.dataset) == {"aloi_viewpoint"} and len(table) == len(MEASURES) * 2
+    row = table[(table.measure == "class_conditional") & (table.top_k == 5)].score.item()
+    assert row == pytest.approx(invariance_score(features, labels, sets, top_k=5, firing_rate=0.05))
+    (tmp_path / "broken.h5").write_text("not hdf5")
+    with pytest.raises(UserError, match="broken.h5: not a readable feature file"):
+        score_feature_files([str(tmp_path / "broken.h5")], top_k=[2], firing_rate=0.05, min_set_size=2)

@@ -180,7 +180,7 @@ def free_port() -> int:
 def test_learns_instance_discrimination_from_identical_views():
     """The wiring (loss, queue, momentum keys, shuffle BN, optimiser on encoder_q) learns when the task is easy: with
     x_k = x_q the loss must fall far below chance, ln(K + 1). Under the MoCo v2 augmentations 200 CPU steps do not get
-    there (README, Results on the default world); this keeps that finding from hiding a broken step."""
+    there (docs/results.md); this keeps that finding from hiding a broken step."""
     torch.manual_seed(0)
     images = F.interpolate(torch.randn(64, 3, 8, 8), size=32, mode="bilinear")  # smooth and all different
     model = MoCo("resnet18", dim=32, queue=128, momentum=0.99, temperature=0.2, bn_splits=2, image_size=32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from vidssl.datasets import sources
 from vidssl.io import UserError
 from vidssl.methods import METHODS
 
@@ -62,8 +63,13 @@ def check(config: dict) -> dict:
         partseg[key] = _existing(partseg[key], f"partseg.{key}", kind="dir")
     if (partseg["images"] is None) != (partseg["annotations"] is None):
         raise UserError("config partseg.images and partseg.annotations: give both (real Pascal-Part) or neither (synthetic)")
-    for key in ("aloi", "got10k"):
+    for key in ("aloi", "got10k", "pascal3d"):
         evaluation[key] = _existing(evaluation[key], f"evaluation.{key}", kind="dir")
+    classification = config["classification"]
+    classification["voc07"] = _existing(classification["voc07"], "classification.voc07", kind="dir")
+    for split in ("train", "val") if classification["imagefolder"] else ():
+        folders = classification["imagefolder"]
+        folders[split] = _existing(folders[split], f"classification.imagefolder.{split}", kind="dir")
     for name, entry in config["pretrained"].items():
         if name in METHODS or name == "random":
             raise UserError(f"config pretrained.{name}: the name is taken by a built-in method")
@@ -77,8 +83,9 @@ def check(config: dict) -> dict:
         raise UserError(f"config train.methods: {on_labelled[0]!r} needs train.labelled (an ImageFolder) outside the "
                         "synthetic world")
     check_queue(config["moco"]["queue"], config["train"]["batch_size"])
-    if not eval_datasets(config):
-        raise UserError("config evaluation: no invariance dataset (synthetic_sets empty and neither aloi nor got10k given)")
+    if not eval_plan(config).invariance:
+        raise UserError("config evaluation: no invariance dataset (synthetic_sets empty and none of aloi, got10k, "
+                        "pascal3d given)")
     return config
 
 
@@ -92,14 +99,9 @@ def uses_synthetic(config: dict) -> dict[str, bool]:
     }
 
 
-def eval_datasets(config: dict) -> list[str]:
-    evaluation = config["evaluation"]
-    names = list(evaluation["synthetic_sets"])
-    if evaluation["aloi"]:
-        names += ["aloi_view", "aloi_illum"]
-    if evaluation["got10k"]:
-        names += ["got10k_occlusion"]
-    return names
+def eval_plan(config: dict) -> sources.EvalPlan:
+    """The invariance and classification datasets of a checked config, each with its source and input size."""
+    return sources.eval_plan(config, SYNTHETIC_ROOT)
 
 
 def methods(config: dict) -> list[str]:

@@ -6,6 +6,7 @@ with ImageNet statistics, as in the paper's published scoring code.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import h5py
 import numpy as np
@@ -81,9 +82,10 @@ def loader_workers(threads: int, cuda: bool) -> int:
     return max(threads - 1, 0) if cuda else 0
 
 
-def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, image_size: int, batch_size: int,
-            method: str, workers: int | None = None, log=None) -> dict[str, int]:
+def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, image_size: int | Mapping[str, int],
+            batch_size: int, method: str, workers: int | None = None, log=None) -> dict[str, int]:
     """For each (dataset, images_path, out_path): write `features`, `label`, `set`, `class_names`; return image counts.
+    `image_size` is the input side of every dataset, or a mapping dataset -> side.
 
     The backbone is loaded once for all datasets of a method: a job per (method, dataset) would spend most of its
     time starting Python and torch. `workers` None: `loader_workers` for torch's thread count and the device.
@@ -96,7 +98,8 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
         model = model.to(memory_format=torch.channels_last)
     counts = {}
     for dataset, images_path, out_path in jobs:
-        images, labels, sets, classes = source(images_path, image_size)
+        side = image_size[dataset] if isinstance(image_size, Mapping) else image_size
+        images, labels, sets, classes = source(images_path, side)
         if len(images) == 0:
             raise UserError(f"{images_path}: no images to extract features from")
         loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
@@ -105,7 +108,7 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
             h5.create_dataset("label", data=labels)
             h5.create_dataset("set", data=sets)
             h5.create_dataset("class_names", data=np.array(classes, dtype=object), dtype=h5py.string_dtype())
-            h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=image_size)
+            h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=side)
             start = 0
             with torch.inference_mode():
                 for batch in tqdm(loader, desc=f"features {method}/{dataset}"):

@@ -20,10 +20,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from vidssl.errors import UserError
+from vidssl.feature_files import read_features
 
 MEASURES = ("class_conditional", "goodfellow", "official")
 OFFICIAL_MIN_SET_SIZE = 3  # fixed in the published procedure, whatever min_set_size says
@@ -285,3 +289,18 @@ def score_all(
         for measure, (unit_scores, multiplier) in per_measure.items()
         for top_k in top_ks
     ]
+
+
+def score_feature_files(paths: list[str], *, top_k: list[int], firing_rate: float, min_set_size: int) -> pd.DataFrame:
+    """`score_all` of every feature file (the `invariance` config keys as arguments), one row per dataset (the file's
+    stem), measure and top_k."""
+    rows = []
+    for path in paths:
+        features, labels, sets = read_features(path)
+        try:
+            scores = score_all(features, labels, sets, top_ks=tuple(top_k), firing_rate=firing_rate,
+                               min_set_size=min_set_size)
+        except UserError as error:  # NaN features, a set mixing classes: say which file
+            raise UserError(f"{path}: {error}") from error
+        rows += [{"dataset": Path(path).stem, **row} for row in scores]
+    return pd.DataFrame(rows, columns=["dataset", "measure", "top_k", "score"])

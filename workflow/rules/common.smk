@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vidssl import config as vidssl_config
+from vidssl import methods as vidssl_methods
 from vidssl.integrity import find_broken, stale_temps
 from vidssl.io import UserError
 
@@ -52,7 +53,12 @@ SYNTH_USED = vidssl_config.uses_synthetic(config)
 SHARDS = [f"{i:04d}" for i in range(config["videos"]["shards"])]
 TRAINED_METHODS = config["train"]["methods"]
 METHODS = vidssl_config.methods(config)
-EVAL_DATASETS = vidssl_config.eval_datasets(config)
+EVAL_PLAN = vidssl_config.eval_plan(config)
+EVAL_DATASETS = list(EVAL_PLAN.invariance)
+CLASSIFICATION_DATASETS = list(EVAL_PLAN.classification)
+if workflow.is_main_process:
+    for missing in EVAL_PLAN.skipped:
+        print(f"vidssl: dataset {missing['item']} skipped: {missing['reason']}", file=sys.stderr)
 PRETRAINED = sorted(config["pretrained"])
 # Relative to workflow/rules/, where every rule is defined.
 CONDA_ENV = "../../envs/vidssl.yaml"
@@ -60,7 +66,7 @@ CONDA_ENV = "../../envs/vidssl.yaml"
 wildcard_constraints:
     shard=r"\d{4}",
     method="|".join(METHODS),
-    dataset="|".join(EVAL_DATASETS + ["partseg"]),
+    dataset="|".join(EVAL_PLAN.datasets + ["partseg"]),
 
 
 # Real Pascal-Part when the config names it, else the synthetic part set.
@@ -87,12 +93,28 @@ def part_set_input(wildcards=None):
     return synthetic_input("partseg", "pascal_part")
 
 
-def trajectories_input(wildcards=None):
-    return synthetic_input("trajectories", "trajectories")
+def eval_index_input(wildcards):
+    """The synthetic folder a dataset's image list is read from (a rule output); none for user-given data."""
+    folder = EVAL_PLAN.synthetic_folders.get(wildcards.dataset)
+    return [folder] if folder else []
 
 
 def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
+
+
+# Where the workflow puts each file set a training method can read (the keys of vidssl.methods.INPUTS).
+TRAIN_INPUT_FILES = {
+    "chunks": "results/chunks/{shard}.h5",
+    "frame_pairs": "results/pairs/{shard}.frames.parquet",
+    "track_pairs": "results/pairs/{shard}.tracks.parquet",
+}
+
+
+def train_input(method):
+    """The files a training method reads, as its spec in vidssl.methods names them, and the labelled set."""
+    reads = vidssl_methods.METHODS[method].inputs
+    return {key: shard_files(TRAIN_INPUT_FILES[key]) for key in reads} | {"labelled": labelled_input()}
 
 
 def all_targets():

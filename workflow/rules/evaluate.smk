@@ -1,8 +1,8 @@
-# Evaluation: image lists of the invariance sets, frozen-encoder features (HDF5), and the invariance scores.
+# Evaluation: image lists of the invariance and classification sets, frozen-encoder features (HDF5), and the
+# invariance scores.
 
 FEATURE_PARAMS = dict(
     arch=config["model"]["arch"],
-    image_size=config["model"]["image_size"],
     batch_size=config["evaluation"]["batch_size"],
 )
 FEATURE_RESOURCES = dict(
@@ -16,12 +16,11 @@ FEATURE_RESOURCES = dict(
 
 rule eval_index:
     input:
-        trajectories_input,
+        eval_index_input,
     output:
         "results/eval/{dataset}.parquet",
     params:
-        aloi=config["evaluation"]["aloi"],
-        got10k=config["evaluation"]["got10k"],
+        source=lambda wildcards: EVAL_PLAN.sources[wildcards.dataset],
     log:
         "logs/eval/{dataset}.log",
     conda:
@@ -40,6 +39,7 @@ rule features:
         expand("results/features/{{method}}/{dataset}.h5", dataset=EVAL_DATASETS),
     params:
         **FEATURE_PARAMS,
+        image_size={dataset: EVAL_PLAN.image_sizes[dataset] for dataset in EVAL_DATASETS},
     threads: 2
     log:
         "logs/features/{method}.log",
@@ -59,6 +59,7 @@ rule partseg_features:
         "results/features/{method}/partseg.h5",
     params:
         **FEATURE_PARAMS,
+        image_size=config["model"]["image_size"],
     threads: 2
     log:
         "logs/features/{method}.partseg.log",
