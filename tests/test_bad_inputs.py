@@ -163,3 +163,18 @@ def test_bad_feature_file_is_one_error_naming_it(tmp_path, bad, message):
     assert re.search(message, line), line
     assert not (tmp_path / "out.csv").exists()
     assert run_invariance_script(tmp_path, [good]).returncode == 0  # the good file alone scores
+
+
+def test_pascal_part_files_scipy_cannot_read_are_recorded_skips(tmp_path):
+    from test_pascal_part import unreadable_mat_files
+
+    write_image(tmp_path, "good", [plain_car(0, 20, 0, 20)])
+    bad = unreadable_mat_files(tmp_path / "Annotations_Part")
+    summary = make_crops(tmp_path / "JPEGImages", tmp_path / "Annotations_Part", tmp_path / "crops.h5", classes=["car"],
+                         merge={}, context=0.25, min_box=8, crop_size=16, test_fraction=0.5, seed=0)
+    assert summary["crops"] == 1
+    reasons = {skip["item"]: skip["reason"] for skip in summary["skipped"]}
+    assert sorted(reasons) == sorted(path.stem for path in bad) and "good" not in reasons
+    assert all(reason.startswith(f"{item}.mat: unreadable .mat file") for item, reason in reasons.items())
+    with h5py.File(tmp_path / "crops.h5") as h5:
+        assert h5["image"].asstr()[:].tolist() == ["good"] and len(json.loads(h5.attrs["skipped"])) == 4

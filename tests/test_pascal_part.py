@@ -112,3 +112,41 @@ def test_write_annotation_round_trip(tmp_path):
     np.testing.assert_array_equal(back[0].mask, objects[0].mask)
     assert sorted(back[0].parts) == ["head", "leg"] and back[0].parts["leg"].sum() == 2
     assert back[1].parts == {}
+
+
+def save_v73(path, matlab_header: bool = True):
+    """A MATLAB v7.3 file as MATLAB writes it: an HDF5 file behind a 512-byte MAT header (version 0x0200)."""
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as h5:
+        h5["anno"] = np.zeros((2, 2))
+    if matlab_header:
+        text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+        with open(path, "r+b") as handle:
+            handle.write(text.ljust(116, b" ") + bytes(8) + b"\x00\x02IM")
+    return path
+
+
+def unreadable_mat_files(folder):
+    """Files scipy.io.loadmat raises on, each with another exception type: v7.3 (NotImplementedError), a compressed
+    element cut (zlib.error), an unknown element type (TypeError), an unknown version (ValueError)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_v73(folder / "v73.mat")
+    whole = folder / "whole.mat"
+    scipy.io.savemat(whole, {"anno": np.ones((40, 40))}, do_compression=True)
+    data = whole.read_bytes()
+    whole.unlink()
+    (folder / "cut_compressed.mat").write_bytes(data[:140] + data[150:])
+    (folder / "bad_element.mat").write_bytes(data[:128] + (99).to_bytes(4, "little") + data[132:])
+    (folder / "bad_version.mat").write_bytes(data[:124] + b"\x00\x09" + data[126:])
+    return [folder / f"{name}.mat" for name in ("bad_element", "bad_version", "cut_compressed", "v73")]
+
+
+def test_any_file_scipy_cannot_read_is_a_user_error_naming_it(tmp_path):
+    files = unreadable_mat_files(tmp_path)
+    assert len(files) == 4
+    for path in files:
+        with pytest.raises(UserError, match=rf"^{path.name}: unreadable \.mat file \(.+\)$"):
+            read_annotation(path)
+    with pytest.raises(UserError, match=r"MATLAB v7\.3"):
+        read_annotation(tmp_path / "v73.mat")

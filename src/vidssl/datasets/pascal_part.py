@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from vidssl.datasets.matlab import load_mat
 from vidssl.errors import UserError
 from vidssl.io import atomic_path
 
@@ -86,10 +87,7 @@ def read_annotation(mat_path: str | Path, merge: dict[str, str] | None = None) -
     """Every object of one Pascal-Part file, part masks OR-ed per folded name (see `fold_part_name`)."""
     mat_path = Path(mat_path)
     name = mat_path.name
-    try:
-        contents = scipy.io.loadmat(mat_path, squeeze_me=False)
-    except (OSError, ValueError, TypeError, scipy.io.matlab.MatReadError) as error:
-        raise UserError(f"{name}: unreadable .mat file ({error})") from error
+    contents = load_mat(mat_path, squeeze_me=False)
     if "anno" not in contents:
         raise UserError(f"{name}: missing field 'anno'; not a Pascal-Part annotation")
     anno = np.asarray(contents["anno"])
