@@ -3,8 +3,11 @@ import math
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
+from vidssl import summary
+from vidssl.datasets.sources import INVARIANCE_TITLES
 from vidssl.invariance import MEASURES, invariance_score, score_all, score_feature_files
 from vidssl.io import UserError
 
@@ -283,3 +286,21 @@ def test_score_feature_files_one_row_per_dataset_measure_and_top_k(tmp_path):
     (tmp_path / "broken.h5").write_text("not hdf5")
     with pytest.raises(UserError, match="broken.h5: not a readable feature file"):
         score_feature_files([str(tmp_path / "broken.h5")], top_k=[2], firing_rate=0.05, min_set_size=2)
+
+
+def test_invariance_table_has_methods_as_rows_and_invariances_as_columns(tmp_path):
+    rows = [(method, name, dataset, measure, top_k, score)
+            for method, name, offset in (("moco", "MoCo v2", 0.0), ("random", "Random init", 1.0))
+            for dataset, base in (("pascal3d_instance", 10.0), ("got10k_occlusion", 20.0), ("extra", 30.0))
+            for measure in ("class_conditional", "official")
+            for top_k, score in ((10, base + offset), (25, base + offset + 0.5))]
+    combined = pd.DataFrame(rows, columns=["method", "display_name", "dataset", "measure", "top_k", "score"])
+    table = summary.invariance_table(combined, INVARIANCE_TITLES)
+    assert table.columns.tolist() == ["Method", "Occlusion top-10", "Occlusion top-25", "Instance top-10",
+                                      "Instance top-25", "extra top-10", "extra top-25"]
+    assert table.Method.tolist() == ["MoCo v2", "Random init"]
+    assert table.iloc[1].tolist() == ["Random init", 21.0, 21.5, 11.0, 11.5, 31.0, 31.5]
+    summary.write_invariance_table(table, tmp_path / "table.md")
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert lines[0].startswith("| Method | Occlusion top-10") and lines[3] == (
+        "| Random init | 21.00 | 21.50 | 11.00 | 11.50 | 31.00 | 31.50 |")

@@ -1,4 +1,4 @@
-"""Invariance results across methods: one table and a grouped bar chart."""
+"""Invariance results across methods: one long table, the paper's wide table, and a grouped bar chart."""
 from __future__ import annotations
 
 import matplotlib
@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vidssl.io import save_figure
+from vidssl.io import atomic_path, save_figure
+from vidssl.table5 import markdown_table
 
 
 def combine(tables: dict[str, pd.DataFrame], names: dict[str, str]) -> pd.DataFrame:
@@ -16,6 +17,27 @@ def combine(tables: dict[str, pd.DataFrame], names: dict[str, str]) -> pd.DataFr
     frames = [t.assign(method=m, display_name=names.get(m, m)) for m, t in tables.items()]
     combined = pd.concat(frames, ignore_index=True)
     return combined[["method", "display_name", *[c for c in combined.columns if c not in ("method", "display_name")]]]
+
+
+def invariance_table(combined: pd.DataFrame, titles: dict[str, str],
+                     measure: str = "class_conditional") -> pd.DataFrame:
+    """The paper's layout of `measure`: one row per method (in `combined`'s order), one column per invariance and
+    top-K, the invariances in `titles`' order (datasets it does not name after them, under their own names)."""
+    scores = combined[combined.measure == measure]
+    present = list(dict.fromkeys(scores.dataset))
+    datasets = [d for d in titles if d in present] + [d for d in present if d not in titles]
+    top_ks = sorted(scores.top_k.unique())
+    table = pd.DataFrame({"Method": list(dict.fromkeys(scores.display_name))})
+    for dataset in datasets:
+        for top_k in top_ks:
+            cell = scores[(scores.dataset == dataset) & (scores.top_k == top_k)].set_index("display_name").score
+            table[f"{titles.get(dataset, dataset)} top-{top_k}"] = table.Method.map(cell).astype(float)
+    return table
+
+
+def write_invariance_table(table: pd.DataFrame, md_path: str) -> None:
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(markdown_table(table, decimals=2))
 
 
 def plot_invariance(combined: pd.DataFrame, out_png: str) -> None:

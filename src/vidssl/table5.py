@@ -26,10 +26,11 @@ def build_table(results: dict[str, pd.DataFrame], names: dict[str, str], classes
     return pd.DataFrame(rows, columns=["Method", *classes, "Avg"])
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def markdown_table(table: pd.DataFrame, decimals: int = 1) -> str:
+    """A pipe table: the first column left-aligned, the rest right-aligned, floats to `decimals` places, NaN as n/a."""
     def cell(value: object) -> str:
         if isinstance(value, float):
-            return "n/a" if math.isnan(value) else f"{value:.1f}"
+            return "n/a" if math.isnan(value) else f"{value:.{decimals}f}"
         return str(value)
 
     header = "| " + " | ".join(table.columns) + " |"
@@ -43,4 +44,4 @@ def write_table(table: pd.DataFrame, csv_path: str | Path, md_path: str | Path) 
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.1f")
     with atomic_path(md_path) as tmp:
-        tmp.write_text(_markdown(table))
+        tmp.write_text(markdown_table(table))

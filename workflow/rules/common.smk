@@ -124,6 +124,7 @@ def all_targets():
         "results/table5.md",
         "results/config.yaml",
         "results/invariance.csv",
+        "results/invariance_table.md",
         "results/figures/invariance.png",
         *expand("results/figures/tracks_{shard}.png", shard=SHARDS[:1]),
         *expand("results/figures/training_{method}.png", method=TRAINED_METHODS),

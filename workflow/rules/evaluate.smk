@@ -92,6 +92,9 @@ rule invariance_summary:
     output:
         table=report("results/invariance.csv", caption="../report/invariance.rst", category="Invariance"),
         chart=report("results/figures/invariance.png", caption="../report/invariance.rst", category="Invariance"),
+        paper_table=report(
+            "results/invariance_table.md", caption="../report/invariance_table.rst", category="Invariance"
+        ),
     params:
         display_names={method: vidssl_config.display_name(config, method) for method in METHODS},
     log:

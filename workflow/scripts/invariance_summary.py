@@ -1,10 +1,11 @@
-"""Snakemake adapter: all methods' invariance scores in one table and one chart."""
+"""Snakemake adapter: all methods' invariance scores in one long table, the paper's wide table and one chart."""
 from pathlib import Path
 
 import pandas as pd
 
 from vidssl import summary
 from vidssl.cli import run_stage
+from vidssl.datasets.sources import INVARIANCE_TITLES
 from vidssl.io import write_csv
 
 
@@ -12,6 +13,7 @@ def stage(log):
     tables = {Path(path).stem: pd.read_csv(path) for path in snakemake.input}
     combined = summary.combine(tables, snakemake.params.display_names)
     write_csv(combined, snakemake.output.table)
+    summary.write_invariance_table(summary.invariance_table(combined, INVARIANCE_TITLES), snakemake.output.paper_table)
     summary.plot_invariance(combined, snakemake.output.chart)
 
 
