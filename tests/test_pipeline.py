@@ -36,6 +36,20 @@ def test_invariance_and_features(tiny_run):
         assert h5.attrs["model"] == "moco" and h5.attrs["dataset"] == "viewpoint"
 
 
+def test_classification_and_the_invariance_table(tiny_run):
+    scores = pd.read_csv(tiny_run / "results" / "classification.csv")
+    assert scores.columns.tolist() == ["method", "dataset", "metric", "value"]
+    assert set(scores.method) == {"random", "supervised", "moco", "fti", "region_tracker"}
+    assert set(scores.dataset) == {"synthetic_labelled"} and set(scores.metric) == {"knn_top1", "linear_top1"}
+    assert len(scores) == 10 and ((scores.value >= 0) & (scores.value <= 100)).all()
+    with h5py.File(tiny_run / "results" / "features" / "moco" / "synthetic_labelled.h5") as h5:
+        assert h5.attrs["image_size"] == 32  # the tiny config's model.image_size
+    table = (tiny_run / "results" / "invariance_table.md").read_text().splitlines()
+    assert table[0] == ("| Method | Viewpoint (synthetic) top-5 | Illumination (synthetic) top-5 | "
+                        "Occlusion (synthetic) top-5 | Instance (synthetic) top-5 |")
+    assert len(table) == 2 + 5 and table[2].startswith("| Random init |")
+
+
 def test_every_rule_logged_and_artifacts_present(tiny_run):
     results = tiny_run / "results"
     for method in ("moco", "fti", "region_tracker", "supervised"):
@@ -57,10 +71,14 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
         ("partseg:\n  size: 32\n", {"partseg_probe", "table5", "all"}),
         ("moco:\n  momentum: 0.9\n",
          {"train_moco", "train_fti", "train_region_tracker", "training_plot", "features", "partseg_features",
-          "invariance", "invariance_summary", "partseg_probe", "table5", "all"}),
+          "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
+          "classification_scores", "classification", "all"}),
         ("tracks:\n  score_threshold: 0.6\n",
          {"tracks", "track_pairs", "track_sheet", "train_region_tracker", "training_plot", "features",
-          "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "all"}),
+          "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
+          "classification_scores", "classification", "all"}),
+        ("classification:\n  test_fraction: 0.5\n",
+         {"eval_index", "classification_features", "classification_scores", "classification", "all"}),
     ],
 )
 def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
@@ -72,6 +90,10 @@ def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
     if "tracks" in reruns:
         # only region_tracker's features, probe and training curve: one job each
         assert jobs["features"] == jobs["partseg_features"] == jobs["partseg_probe"] == jobs["training_plot"] == 1
+        assert jobs["classification_features"] == jobs["classification_scores"] == 1
+    if "eval_index" in reruns:
+        # only the classification set's list; every method's classification features and scores
+        assert jobs["eval_index"] == 1 and jobs["classification_features"] == jobs["classification_scores"] == 5
 
 
 def test_nothing_to_do_after_a_full_run(tiny_run):
@@ -85,7 +107,8 @@ def test_html_report_renders(tiny_run, tmp_path):
     result = snakemake(tiny_run, "--report", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     html = report.read_text(errors="replace")
-    for expected in ("table5.csv", "invariance.png", "training_moco.png", "tracks_0000.png", "config.yaml"):
+    for expected in ("table5.csv", "invariance.png", "training_moco.png", "tracks_0000.png", "config.yaml",
+                     "classification.csv", "invariance_table.md"):
         assert expected in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

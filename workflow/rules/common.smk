@@ -118,7 +118,8 @@ def train_input(method):
 
 
 def all_targets():
-    """What a bare `snakemake` builds: Table 5, the run's config, the invariance scores and the figures."""
+    """What a bare `snakemake` builds: Table 5, the run's config, the invariance scores, the classification scores
+    and the figures."""
     return [
         "results/table5.csv",
         "results/table5.md",
@@ -126,6 +127,7 @@ def all_targets():
         "results/invariance.csv",
         "results/invariance_table.md",
         "results/figures/invariance.png",
+        "results/classification.csv",
         *expand("results/figures/tracks_{shard}.png", shard=SHARDS[:1]),
         *expand("results/figures/training_{method}.png", method=TRAINED_METHODS),
     ]

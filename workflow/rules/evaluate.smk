@@ -1,5 +1,5 @@
-# Evaluation: image lists of the invariance and classification sets, frozen-encoder features (HDF5), and the
-# invariance scores.
+# Evaluation: image lists of the invariance and classification sets, frozen-encoder features (HDF5), the invariance
+# scores and the downstream classification scores.
 
 FEATURE_PARAMS = dict(
     arch=config["model"]["arch"],
@@ -29,8 +29,8 @@ rule eval_index:
         "../scripts/eval_index.py"
 
 
-# One job per method for all invariance sets, one for the part crops: the backbone loads once, and a change to the
-# part crops does not recompute the invariance features.
+# One job per method for all invariance sets, one for the classification sets, one for the part crops: the backbone
+# loads once, and a change to one group does not recompute the others' features.
 rule features:
     input:
         backbone="results/models/{method}/backbone.pth",
@@ -103,3 +103,54 @@ rule invariance_summary:
         CONDA_ENV
     script:
         "../scripts/invariance_summary.py"
+
+
+# Without a classification set there is nothing to extract or score: results/classification.csv keeps its header.
+if CLASSIFICATION_DATASETS:
+
+    rule classification_features:
+        input:
+            backbone="results/models/{method}/backbone.pth",
+            images=expand("results/eval/{dataset}.parquet", dataset=CLASSIFICATION_DATASETS),
+        output:
+            expand("results/features/{{method}}/{dataset}.h5", dataset=CLASSIFICATION_DATASETS),
+        params:
+            **FEATURE_PARAMS,
+            image_size={dataset: EVAL_PLAN.image_sizes[dataset] for dataset in CLASSIFICATION_DATASETS},
+        threads: 2
+        log:
+            "logs/features/{method}.classification.log",
+        conda:
+            CONDA_ENV
+        resources:
+            **FEATURE_RESOURCES,
+        script:
+            "../scripts/features.py"
+
+    rule classification_scores:
+        input:
+            features=expand("results/features/{{method}}/{dataset}.h5", dataset=CLASSIFICATION_DATASETS),
+            images=expand("results/eval/{dataset}.parquet", dataset=CLASSIFICATION_DATASETS),
+        output:
+            "results/classification/{method}.csv",
+        params:
+            seed=config["seed"],
+        log:
+            "logs/classification/{method}.log",
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/classification.py"
+
+
+rule classification:
+    input:
+        expand("results/classification/{method}.csv", method=METHODS if CLASSIFICATION_DATASETS else []),
+    output:
+        report("results/classification.csv", caption="../report/classification.rst", category="Classification"),
+    log:
+        "logs/classification/summary.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/classification_summary.py"

@@ -1,0 +1,9 @@
+"""Snakemake adapter: the downstream classification scores of one method on every classification set."""
+from vidssl import classification
+from vidssl.cli import paths, run_stage
+from vidssl.io import write_csv
+
+run_stage(snakemake, lambda log: write_csv(
+    classification.score_method(paths(snakemake.input.features), paths(snakemake.input.images),
+                                seed=snakemake.params.seed, log=log),
+    snakemake.output[0]))

@@ -1,0 +1,12 @@
+"""Snakemake adapter: every method's classification scores in one table."""
+from pathlib import Path
+
+import pandas as pd
+
+from vidssl.classification import stack_methods
+from vidssl.cli import run_stage
+from vidssl.io import write_csv
+
+run_stage(snakemake, lambda log: write_csv(
+    stack_methods({Path(path).stem: pd.read_csv(path) for path in snakemake.input}), snakemake.output[0],
+    float_format="%.2f"))
