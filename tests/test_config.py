@@ -1,6 +1,7 @@
 """Config validation at start: one clear line naming the key, no traceback, nothing run."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -82,3 +83,66 @@ def test_lint_is_clean():
     result = subprocess.run([str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")], capture_output=True,
                             text=True, cwd=ROOT)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
+
+
+PRETRAINED_OVERLAY = "pretrained:\n  {name}: {{layout: torchvision, path: /etc/hostname}}\ntable5:\n  methods: [random, {name}]\n"
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a|b", "x(y", "-rf", "with space", "dot.ted", "moco\\n", "é"])
+def test_pretrained_names_are_identifiers(tmp_path, name):
+    result = dry_run(tmp_path, PRETRAINED_OVERLAY.format(name=f'"{name}"'))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vidssl:")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr
+    assert errors[0].startswith("vidssl: invalid config at pretrained") and "does not match" in errors[0], errors
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("names, message", [
+    ('{"mo|co": X}', "invalid config at table5.names"),
+    ('{moco: "a|b"}', "invalid config at table5.names.moco"),
+    ('{moco: "cost $5"}', "invalid config at table5.names.moco"),
+    ('{moco: "two\\nlines"}', "invalid config at table5.names.moco"),
+    ('{moco: " padded"}', "invalid config at table5.names.moco"),
+    ('{moco: ""}', "invalid config at table5.names.moco"),
+    ("{moco: Same, fti: Same}", "config table5.names: moco and fti would both be shown as 'Same'"),
+    ("{moco: Supervised}", "config table5.names: supervised and moco would both be shown as 'Supervised'"),
+    ("{moco: fti, fti: Mine}", None),  # a name another method no longer shows is free
+])
+def test_display_names_are_printable_and_unique(tmp_path, names, message):
+    result = dry_run(tmp_path, f"table5:\n  names: {names}\n")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vidssl:")]
+    if message is None:
+        assert result.returncode == 0 and errors == [], result.stderr
+        return
+    assert result.returncode != 0 and len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_output_stays_under_results_resources_or_logs(tmp_path):
+    """A dry run of a config with every kind of name the schema allows: each job's outputs and logs in the three roots."""
+    result = dry_run(tmp_path, """
+pretrained:
+  "0-net_B": {layout: torchvision, path: /etc/hostname}
+  Zz: {layout: moco, path: /etc/hostname}
+train:
+  methods: [moco, fti]
+table5:
+  methods: [random, 0-net_B, Zz, moco]
+  names: {0-net_B: "Net (0) + B/C, v1.5", Zz: "Zz ünïcode", moco: MoCo v2}
+""")
+    assert result.returncode == 0, result.stderr
+    paths = [path for line in result.stdout.splitlines() if line.strip().startswith(("output:", "log:"))
+             for path in line.split(":", 1)[1].split(", ")]
+    assert len(paths) > 50 and any("0-net_B" in path for path in paths)
+    outside = [path for path in map(str.strip, paths)
+               if not path.startswith(("results/", "resources/", "logs/")) or ".." in path.split("/")]
+    assert outside == []
+
+
+def test_wildcard_choices_match_only_their_names():
+    from vidssl.config import wildcard_choice
+
+    choice = wildcard_choice(["a.b", "c|d", "e"])
+    assert [bool(re.fullmatch(f"(?:{choice})", text)) for text in ("a.b", "axb", "c|d", "c", "d", "e", "")] == [
+        True, False, True, False, False, True, False]
+    assert re.fullmatch(f"(?:{wildcard_choice([])})", "") is None

@@ -78,6 +78,7 @@ def check(config: dict) -> dict:
     unknown = [m for m in config["table5"]["methods"] if m not in known]
     if unknown:
         raise UserError(f"config table5.methods: {unknown} are neither trained (train.methods), 'random', nor pretrained")
+    _check_display_names(config)
     on_labelled = [m for m in train["methods"] if METHODS[m].trains_on_labelled]
     if on_labelled and train["labelled"] is None and videos["source"] != "synthetic":
         raise UserError(f"config train.methods: {on_labelled[0]!r} needs train.labelled (an ImageFolder) outside the "
@@ -87,6 +88,16 @@ def check(config: dict) -> dict:
         raise UserError("config evaluation: no invariance dataset (synthetic_sets empty and none of aloi, got10k, "
                         "pascal3d given)")
     return config
+
+
+def _check_display_names(config: dict) -> None:
+    """Two methods shown under one name would make two indistinguishable rows of every table and figure."""
+    shown: dict[str, str] = {}
+    for method in methods(config):
+        name = display_name(config, method)
+        if name in shown:
+            raise UserError(f"config table5.names: {shown[name]} and {method} would both be shown as {name!r}")
+        shown[name] = method
 
 
 def uses_synthetic(config: dict) -> dict[str, bool]:
@@ -112,3 +123,8 @@ def methods(config: dict) -> list[str]:
 
 def display_name(config: dict, method: str) -> str:
     return config["table5"]["names"].get(method, method)
+
+
+def wildcard_choice(names: list[str]) -> str:
+    """A wildcard constraint that matches exactly one of `names`, taken literally (no name: nothing)."""
+    return "|".join(map(re.escape, names)) or "(?!)"

@@ -65,8 +65,8 @@ CONDA_ENV = "../../envs/vidssl.yaml"
 
 wildcard_constraints:
     shard=r"\d{4}",
-    method="|".join(METHODS),
-    dataset="|".join(EVAL_PLAN.datasets + ["partseg"]),
+    method=vidssl_config.wildcard_choice(METHODS),
+    dataset=vidssl_config.wildcard_choice(EVAL_PLAN.datasets + ["partseg"]),
 
 
 # Real Pascal-Part when the config names it, else the synthetic part set.

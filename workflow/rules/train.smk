@@ -63,7 +63,7 @@ rule import_pretrained:
     log:
         "logs/train/{pretrained}.log",
     wildcard_constraints:
-        pretrained="|".join(PRETRAINED) or "(?!)",
+        pretrained=vidssl_config.wildcard_choice(PRETRAINED),
     conda:
         CONDA_ENV
     script:
