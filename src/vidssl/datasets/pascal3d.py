@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import scipy.io
 
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
+from vidssl.datasets.matlab import load_mat
 from vidssl.io import UserError
 
 AZIMUTH_BINS = 6
@@ -155,7 +155,7 @@ def _objects(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"annotation {path} missing")
     try:
-        record = scipy.io.loadmat(path, struct_as_record=False)["record"][0, 0]
+        record = load_mat(path, struct_as_record=False)["record"][0, 0]
         return np.atleast_2d(record.objects)
-    except (OSError, ValueError, KeyError, IndexError, AttributeError, NotImplementedError) as error:
+    except (UserError, KeyError, IndexError, AttributeError) as error:
         raise ValueError(f"annotation {path} unreadable ({error})") from None
