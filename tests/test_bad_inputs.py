@@ -8,7 +8,10 @@ negative threshold (test_config.py: one `vidssl:` line each, nothing run).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,7 @@ from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_partseg import plain_car, write_image
 from vidssl import proposals, tracks, video
 from vidssl.chunk_store import ChunkStore
+from vidssl.datasets.readers import write_index
 from vidssl.io import parquet_metadata, read_parquet
 from vidssl.partseg_crops import make_crops
 
@@ -178,3 +182,75 @@ def test_pascal_part_files_scipy_cannot_read_are_recorded_skips(tmp_path):
     assert all(reason.startswith(f"{item}.mat: unreadable .mat file") for item, reason in reasons.items())
     with h5py.File(tmp_path / "crops.h5") as h5:
         assert h5["image"].asstr()[:].tolist() == ["good"] and len(json.loads(h5.attrs["skipped"])) == 4
+
+
+def raw_name(folder: Path, name: bytes) -> Path:
+    """`folder` / the bytes `name` (not valid UTF-8), as Python's os functions see it."""
+    return Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
+
+
+def written_index(source: dict, out: Path) -> tuple[list[str], dict[str, str]]:
+    """The image list the eval_index rule writes for `source`: its file names and its recorded skips by item."""
+    write_index(source, str(out), logging.getLogger("test"))
+    names = sorted(Path(path).name for path in read_parquet(out).path)
+    return names, {item["item"]: item["reason"] for item in parquet_metadata(out)["skipped"]}
+
+
+def test_aloi_and_got10k_names_that_are_not_utf8_are_recorded_and_the_rest_read(tmp_path):
+    from test_eval_sets import write_image as write_gray, write_video
+
+    views = tmp_path / "aloi" / "ALOI_viewpoint"
+    write_gray(views / "1" / "1_r0.png")
+    write_gray(views / "2" / "2_r0.png")
+    shutil.copy(views / "1" / "1_r0.png", raw_name(views / "1", b"1_r5\xff.png"))
+    names, skipped = written_index({"reader": "aloi", "root": str(views), "dataset": "aloi_viewpoint"},
+                                   tmp_path / "aloi.parquet")
+    assert names == ["1_r0.png", "2_r0.png"]
+    assert skipped[f"{views}/1/1_r5\\xff.png"].startswith("name is not valid UTF-8")
+
+    got = tmp_path / "got10k"
+    for name in ("V1", "V3", "V2"):
+        write_video(got, name, [8, 0])
+    (got / "V2").rename(raw_name(got, b"V\xe92"))  # Latin-1 bytes, listed as they are
+    (got / "list.txt").write_bytes(b"V1\nV\xe92\nV3\n")
+    names, skipped = written_index({"reader": "got10k", "root": str(got)}, tmp_path / "got.parquet")
+    assert names == ["00000001.jpg", "00000001.jpg", "00000002.jpg", "00000002.jpg"]
+    unreadable = {item: reason for item, reason in skipped.items() if "\\xe9" in item}
+    assert len(unreadable) == 2 and all(r.startswith("name is not valid UTF-8") for r in unreadable.values())
+
+
+def test_pascal_names_that_are_not_utf8_or_numbers_are_read_or_recorded(tmp_path):
+    from test_eval_sets import write_image as write_gray, write_record
+
+    write_image(tmp_path, "good", [plain_car(0, 20, 0, 20)])
+    write_image(tmp_path, "odd", [plain_car(2, 22, 2, 22)])
+    for folder, suffix in (("Annotations_Part", ".mat"), ("JPEGImages", ".jpg")):
+        (tmp_path / folder / f"odd{suffix}").rename(raw_name(tmp_path / folder, b"caf\xe9" + suffix.encode()))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_bytes(b"good\n")
+    (lists / "val.txt").write_bytes(b"caf\xe9\n")
+    summary = make_crops(tmp_path / "JPEGImages", tmp_path / "Annotations_Part", tmp_path / "crops.h5",
+                         classes=["car"], merge={}, context=0.25, min_box=8, crop_size=16, test_fraction=0.5, seed=0,
+                         split_lists=lists)
+    assert summary["crops"] == 2 and summary["skipped"] == []
+    with h5py.File(tmp_path / "crops.h5") as h5:
+        assert h5["image"].asstr()[:].tolist() == ["caf\\xe9", "good"] and h5["split"][:].tolist() == [1, 0]
+
+    root = tmp_path / "pascal3d"
+    (root / "Image_sets").mkdir(parents=True)
+    for image in ("n01", "p_a"):
+        source = "imagenet" if image == "n01" else "pascal"
+        write_record(root / "Annotations" / f"car_{source}" / f"{image}.mat", [((0, 0, 9, 9), (10, 5))])
+        write_gray(root / "Images" / f"car_{source}" / f"{image}.{'JPEG' if source == 'imagenet' else 'jpg'}")
+    shutil.copy(root / "Images" / "car_imagenet" / "n01.JPEG", raw_name(root / "Images" / "car_imagenet", b"n\xff.JPEG"))
+    shutil.copy(root / "Annotations" / "car_imagenet" / "n01.mat", raw_name(root / "Annotations" / "car_imagenet", b"n\xff.mat"))
+    (root / "Image_sets" / "car_imagenet_train.txt").write_bytes(b"n01\nn\xff\n")
+    (root / "Image_sets" / "car_imagenet_val.txt").write_text("")
+    (root / "Image_sets" / "car_pascal.txt").write_text("p_a 0\np_a \u2460\np_a \u0663\n")  # circled 1, Arabic-Indic 3
+    names, skipped = written_index({"reader": "pascal3d", "root": str(root), "dataset": "pascal3d_instance"},
+                                   tmp_path / "p3d.parquet")
+    assert names == ["n01.JPEG", "p_a.jpg"]
+    reasons = {item.split("/")[-1]: reason for item, reason in skipped.items()}
+    assert reasons["car_pascal.txt: p_a \u2460"] == reasons["car_pascal.txt: p_a \u0663"] == "not '<image> <object index>'"
+    assert reasons["n\\xff.JPEG"].startswith("name is not valid UTF-8")

@@ -1,6 +1,10 @@
 """Manifest and chunk extraction: chunk placement, every video source, bad videos beside good ones."""
 from __future__ import annotations
 
+import os
+import shutil
+import struct
+
 import cv2
 import numpy as np
 import pytest
@@ -127,3 +131,113 @@ def test_missing_and_empty_sources_are_user_errors(tmp_path):
         video.list_videos("folder", str(tmp_path / "nope"))
     with pytest.raises(UserError, match="holds no videos"):
         video.list_videos("folder", str(tmp_path))
+
+
+def write_mkv(path, frames, duration_scale: float | None = 1.0):
+    """An MJPG Matroska file whose Segment duration is scaled (the frame count OpenCV reports follows it), or removed
+    (None), as a stream recorded live has none."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # the Duration element: ID 0x4489, an 8-byte float
+    assert at > 0
+    if duration_scale is None:
+        data[at:at + 11] = b"\xec\x89" + bytes(9)  # a Void element of the same size
+    else:
+        value = struct.unpack(">d", data[at + 3:at + 11])[0]
+        data[at + 3:at + 11] = struct.pack(">d", value * duration_scale)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def stored_matches(store, video_id, chunk, frame, original, size) -> float:
+    """Mean absolute difference between a stored frame and the original resized to the stored size."""
+    stored = store.frame(video_id, chunk, frame).astype(int)
+    return float(np.abs(stored - cv2.resize(original, size, interpolation=cv2.INTER_AREA)).mean())
+
+
+def closest(store, video_id, chunk, frame, candidates: dict, size):
+    """The key of the candidate original that a stored frame matches best."""
+    return min(candidates, key=lambda key: stored_matches(store, video_id, chunk, frame, candidates[key], size))
+
+
+def bytes_name(folder, name: bytes):
+    """A path in `folder` whose last part is the raw bytes `name` (not valid UTF-8), as Python's os functions see it."""
+    return type(folder)(os.fsdecode(os.fsencode(folder) + b"/" + name))
+
+
+def test_inputs_that_would_share_an_id_are_kept_apart(tmp_path):
+    root = tmp_path / "v"
+    root.mkdir()
+    sources = {"clip.mp4": 0, "clip.avi": 1, "clip": 2, "clip.avi.mkv": 3, "-dash v2.mp4": 4, "a.b.c.mp4": 5}
+    for name, seed in sources.items():
+        frames = moving_square_frames(60, seed=seed)
+        if name == "clip":
+            write_jpeg_folder(root / name, frames)
+        elif name.endswith(".mkv"):
+            write_mkv(root / name, frames)
+        else:
+            write_mp4(root / name, frames)
+    manifest = _manifest(root)
+    assert manifest.video.is_unique and len(manifest) == len(sources) and (manifest.skip_reason == "").all()
+    ids = dict(zip(manifest.path.map(lambda p: os.path.basename(p)), manifest.video))
+    assert ids == {"clip.mp4": "clip.mp4", "clip.avi": "clip.avi", "clip": "clip", "clip.avi.mkv": "clip.avi.mkv",
+                   "-dash v2.mp4": "-dash v2", "a.b.c.mp4": "a.b.c"}
+    video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64, jpeg_quality=95)
+    store = ChunkStore(tmp_path / "c.h5")
+    assert sorted(store.chunks().video) == sorted(ids.values())
+    firsts = {seed: moving_square_frames(60, seed=seed)[0] for seed in sources.values()}
+    for name, seed in sources.items():  # each id holds its own source's frames
+        assert closest(store, ids[name], 0, 0, firsts, (64, 48)) == seed, name
+
+
+def test_names_that_are_not_utf8_are_recorded_and_the_rest_read(tmp_path):
+    root = tmp_path / "v"
+    good = write_jpeg_folder(root / "good", moving_square_frames(60))
+    shutil.copy(good / "5.jpg", bytes_name(good, b"7\xff.jpg"))  # a stray frame name: not a number, not read
+    write_mp4(root / "fine.mp4", moving_square_frames(60, seed=1))
+    shutil.copy(root / "fine.mp4", bytes_name(root, b"caf\xe9.mp4"))  # Latin-1 bytes
+    write_jpeg_folder(root / "frames_tmp", moving_square_frames(60, seed=2)).rename(bytes_name(root, b"\xff\xfeframes"))
+    manifest = _manifest(root)
+    video.write_manifest(manifest, tmp_path / "manifest.parquet")
+    reasons = manifest.set_index("video").skip_reason
+    assert reasons["good"] == reasons["fine"] == "" and manifest.set_index("video").frames["good"] == 60
+    assert reasons[r"caf\xe9"].startswith("name is not valid UTF-8") and r"caf\xe9.mp4" in reasons[r"caf\xe9"]
+    assert reasons[r"\xff\xfeframes"].startswith("name is not valid UTF-8")
+    summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64,
+                                   jpeg_quality=95)
+    assert sorted(ChunkStore(tmp_path / "c.h5").chunks().video) == ["fine", "good"]
+    assert {item["video"] for item in summary["skipped"]} == {r"caf\xe9", r"\xff\xfeframes"}
+    split = tmp_path / "tn" / "TRAIN_0" / "frames"
+    write_jpeg_folder(split / "ok", moving_square_frames(60))
+    shutil.copytree(split / "ok", bytes_name(split, b"n\xf6"))
+    entries = video.list_videos("trackingnet", str(tmp_path / "tn"), splits=["TRAIN_0"])
+    assert [e.video for e in entries] == ["TRAIN_0/n\\xf6", "TRAIN_0/ok"] and entries[1].skip_reason == ""
+    assert entries[0].skip_reason.startswith("name is not valid UTF-8") and "frames/n\\xf6" in entries[0].skip_reason
+
+
+def test_frame_numbers_are_ascii_digits(tmp_path):
+    """Names str.isdigit() accepts but that are no frame number: circled, superscript, Arabic-Indic, fullwidth."""
+    frames = moving_square_frames(70)
+    folder = write_jpeg_folder(tmp_path / "v" / "digits", frames)
+    white = np.full((48, 64, 3), 255, np.uint8)
+    for name in ("①", "²", "٣", "５", "٣٤", " 4", "4 ", "+5", "-1", "1_0", "0x1"):
+        cv2.imwrite(str(folder / "w.jpg"), white)
+        (folder / "w.jpg").rename(folder / f"{name}.jpg")
+    manifest = _manifest(tmp_path / "v")
+    assert manifest.frames.tolist() == [70] and manifest.note.tolist() == [""]
+    video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64, jpeg_quality=95)
+    store = ChunkStore(tmp_path / "c.h5")
+    white = {"white": np.full((48, 64, 3), 255, np.uint8)}
+    assert all(closest(store, "digits", 0, i, {i: frames[i], **white}, (64, 48)) == i for i in range(60))
+
+
+def test_two_frames_with_one_number_end_the_usable_run(tmp_path):
+    frames = moving_square_frames(80)
+    folder = write_jpeg_folder(tmp_path / "v" / "twice", frames)
+    cv2.imwrite(str(folder / "0065.jpg"), frames[0])
+    [row] = _manifest(tmp_path / "v").itertuples()
+    assert row.frames == 65 and row.note == "two frames numbered 65 (0065.jpg, 65.jpg): only the frames before them are used"

@@ -164,7 +164,7 @@ def rule_logger(log_path: str | os.PathLike | None, name: str = "vidssl") -> log
     logger.setLevel(logging.INFO)
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        stream = open(log_path, "a", buffering=1)
+        stream = open(log_path, "a", buffering=1, errors="backslashreplace")  # names that are not valid UTF-8
         sys.stderr = stream
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -18,6 +18,7 @@ from vidssl.datasets.pascal_part import PascalObject, read_annotation
 from vidssl.errors import UserError
 from vidssl.images import read_image
 from vidssl.io import atomic_path
+from vidssl.names import read_lines, shown
 
 log = logging.getLogger("vidssl")
 
@@ -43,7 +44,7 @@ def _read_split_lists(folder: Path) -> dict[str, int]:
         path = folder / file_name
         if not path.is_file():
             raise UserError(f"partseg.split_lists: {path} does not exist")
-        for stem in path.read_text().split():
+        for stem in (stem for line in read_lines(path) for stem in line.split()):
             split[stem] = value
     return split
 
@@ -194,19 +195,19 @@ def make_crops(
         stem = mat_path.stem
         found = _image_objects(mat_path, images_dir, merge, wanted, split_of)
         if isinstance(found, str):
-            skipped.append({"item": stem, "reason": found})
+            skipped.append({"item": shown(stem), "reason": found})
             continue
         objects, image = found
         for index, obj in objects:
             cropped = _object_crop(obj, image, seen_parts[obj.class_name], context=context, min_box=min_box,
                                    crop_size=crop_size)
             if isinstance(cropped, str):
-                skipped.append({"item": f"{stem}/{index}:{obj.class_name}", "reason": cropped})
+                skipped.append({"item": f"{shown(stem)}/{index}:{obj.class_name}", "reason": cropped})
                 continue
             crops.append(cropped[0])
             maps.append(cropped[1])
             crop_class.append(obj.class_name)
-            crop_image.append(stem)
+            crop_image.append(shown(stem))
             crop_split.append(split_of[stem])
     if not crops:
         raise UserError(

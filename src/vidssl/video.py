@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from vidssl.errors import UserError
 from vidssl.images import IMAGE_SUFFIXES, read_image
 from vidssl.io import atomic_path, write_parquet
+from vidssl.names import frame_number, not_utf8, shown
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 
@@ -40,9 +42,10 @@ def shard_of(video: str, shards: int) -> int:
     return int.from_bytes(hashlib.sha1(video.encode()).digest()[:8], "big") % shards
 
 
-def _numbered_frames(folder: Path) -> list[Path]:
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit()]
-    return sorted(frames, key=lambda p: int(p.stem))
+def _numbered_frames(folder: Path) -> list[tuple[int, Path]]:
+    """(number, path) of the image files named by a frame number, by number, then name."""
+    numbered = ((frame_number(p), p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted((number, p) for number, p in numbered if number is not None)
 
 
 @dataclass
@@ -79,17 +82,45 @@ def _probe_frames(entry: VideoEntry, fps: float = 30.0) -> VideoEntry:
     if not frames:
         entry.skip_reason = "no numbered JPEG frames"
         return entry
-    numbers = [int(p.stem) for p in frames]
-    first_gap = next((a for a, b in zip(numbers, numbers[1:]) if b != a + 1), None)
-    # A gap would make "consecutive" frames jump in time; keep the run before it.
-    entry.frames = (first_gap - numbers[0] + 1) if first_gap is not None else len(frames)
-    image = read_image(frames[0])
+    numbers = [number for number, _ in frames]
+    # A gap would make "consecutive" frames jump in time, and of two frames with one number neither is surely next:
+    # keep the run before either.
+    end = next((i + 1 for i, (a, b) in enumerate(zip(numbers, numbers[1:])) if b != a + 1), len(frames))
+    image = read_image(frames[0][1])
     if image is None:
-        entry.skip_reason = f"first frame {frames[0].name} is unreadable"
+        entry.skip_reason = f"first frame {frames[0][1].name} is unreadable"
         return entry
     entry.height, entry.width = image.shape[:2]
-    if first_gap is not None:
-        entry.note = f"numbering gap after frame {first_gap}: only the frames before it are used"
+    entry.frames = end
+    if end < len(frames) and numbers[end] == numbers[end - 1]:
+        entry.frames = end - 1
+        entry.note = (f"two frames numbered {numbers[end]} ({frames[end - 1][1].name}, {frames[end][1].name}): only the "
+                      "frames before them are used")
+    elif end < len(frames):
+        entry.note = f"numbering gap after frame {numbers[end - 1]}: only the frames before it are used"
+    return entry
+
+
+def _folder_entries(root: Path) -> list[VideoEntry]:
+    """Video files and frame folders directly in `root`, each id its stem (a folder: its name); inputs that would
+    share an id (`clip.mp4`, `clip.avi`, a folder `clip/`) are each named by their whole name instead."""
+    inputs = [p for p in sorted(root.iterdir())
+              if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or (p.is_dir() and not p.name.startswith("."))]
+    ids = {p: p.stem if p.is_file() else p.name for p in inputs}
+    while True:  # a whole name may be another input's stem (clip.avi.mkv): repeat until no id is shared
+        counts = Counter(ids.values())
+        shared = [p for p in inputs if counts[ids[p]] > 1 and ids[p] != p.name]
+        if not shared:
+            break
+        ids.update((p, p.name) for p in shared)
+    return [VideoEntry(ids[p], str(p.resolve()), "file" if p.is_file() else "frames") for p in inputs]
+
+
+def _unstorable_recorded(entry: VideoEntry) -> VideoEntry:
+    """An entry whose path is not valid UTF-8 is skipped under its shown name; every other entry as it is."""
+    reason = not_utf8(entry.path)
+    if reason:
+        entry.video, entry.path, entry.skip_reason = shown(entry.video), shown(entry.path), reason
     return entry
 
 
@@ -99,11 +130,7 @@ def list_videos(source: str, path: str | None, *, splits: list[str] | None = Non
         root = Path(path)
         if not root.is_dir():
             raise UserError(f"videos.path {root} is not a folder")
-        entries = [
-            VideoEntry(p.stem if p.is_file() else p.name, str(p.resolve()), "file" if p.is_file() else "frames")
-            for p in sorted(root.iterdir())
-            if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or (p.is_dir() and not p.name.startswith("."))
-        ]
+        entries = _folder_entries(root)
     elif source == "trackingnet":
         root = Path(path)
         if not root.is_dir():
@@ -121,9 +148,11 @@ def list_videos(source: str, path: str | None, *, splits: list[str] | None = Non
         raise UserError(f"videos.source {source!r} is not one of synthetic, folder, trackingnet")
     if not entries:
         raise UserError(f"videos.path {path} holds no videos (*.mp4|*.avi|*.mov|*.mkv or folders of numbered frames)")
+    entries = [_unstorable_recorded(e) for e in entries]
     if fast:
         return entries
-    return [_probe_file(e) if e.kind == "file" else _probe_frames(e) for e in tqdm(entries, desc="probe videos")]
+    return [e if e.skip_reason else _probe_file(e) if e.kind == "file" else _probe_frames(e)
+            for e in tqdm(entries, desc="probe videos")]
 
 
 def build_manifest(entries: list[VideoEntry], *, shards: int, chunk_len: int) -> pd.DataFrame:
@@ -156,7 +185,7 @@ def _read_frames(row, wanted: set[int]):
     if row.kind == "frames":
         frames = _numbered_frames(Path(row.path))
         for index in sorted(wanted):
-            yield index, read_image(frames[index]) if index < len(frames) else None
+            yield index, read_image(frames[index][1]) if index < len(frames) else None
         return
     capture = cv2.VideoCapture(row.path)
     last = max(wanted)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
 from vidssl.io import UserError
+from vidssl.names import read_lines
 
 DATASET = "got10k_occlusion"
 AUTHORS_SEED = 1992  # the authors' np.random.seed: with it, the frames drawn are theirs
@@ -34,7 +35,7 @@ def got10k_index(root, *, seed: int = AUTHORS_SEED, min_cover_span: int = 4) -> 
         raise UserError(f"GOT-10k root {root}: no list.txt (the training split's list of videos)")
     generator = np.random.RandomState(seed)
     rows, skipped, kept = [], [], 0
-    for video in [line.strip() for line in listing.read_text().splitlines() if line.strip()]:
+    for video in read_lines(listing):
         folder = root / video
         try:
             boxes, covers, class_name = _read_video(folder)

@@ -18,6 +18,7 @@ import pandas as pd
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
 from vidssl.datasets.matlab import load_mat
 from vidssl.io import UserError
+from vidssl.names import is_number, read_lines
 
 AZIMUTH_BINS = 6
 
@@ -112,7 +113,7 @@ def _entries(root: Path) -> tuple[list[_Entry], Skipped]:
         listing = lists / f"{name}_pascal.txt"
         for line in _lines(listing, skipped):
             fields = line.split()
-            if len(fields) < 2 or not fields[1].isdigit():
+            if len(fields) < 2 or not is_number(fields[1]):
                 skipped.append({"item": f"{listing}: {line}", "reason": "not '<image> <object index>'"})
                 continue
             entries.append(_Entry(name, root / "Images" / f"{name}_pascal" / f"{fields[0]}.jpg",
@@ -124,7 +125,7 @@ def _lines(path: Path, skipped: Skipped) -> list[str]:
     if not path.is_file():
         skipped.append({"item": str(path), "reason": "image list missing"})
         return []
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return read_lines(path)
 
 
 def _object(entry: _Entry, records: dict) -> tuple[list[float], float, float]:

@@ -9,6 +9,7 @@ from vidssl.datasets.got10k import got10k_index
 from vidssl.datasets.labelled import imagefolder_index, split_index, voc07_index
 from vidssl.datasets.pascal3d import pascal3d_index
 from vidssl.io import write_parquet
+from vidssl.names import not_utf8, shown
 
 READERS = {
     "synthetic": synthetic_index,
@@ -24,7 +25,19 @@ READERS = {
 def build_index(source: dict) -> tuple[pd.DataFrame, Skipped]:
     """A spec {"reader": name, **keyword arguments of that reader} -> (image list, skipped)."""
     options = dict(source)
-    return READERS[options.pop("reader")](**options)
+    index, skipped = READERS[options.pop("reader")](**options)
+    return _storable(index, skipped)
+
+
+def _storable(index: pd.DataFrame, skipped: Skipped) -> tuple[pd.DataFrame, Skipped]:
+    """Images named by a path that is not valid UTF-8 are skipped (the list's Parquet cannot hold it), every skip
+    under a name any log can show; the labels keep their numbers."""
+    reasons = index["path"].map(not_utf8)
+    unstorable = (reasons != "").to_numpy()
+    skipped = [{**item, "item": shown(item["item"])} for item in skipped]
+    skipped += [{"item": shown(path), "reason": reason} for path, reason in zip(index["path"][unstorable],
+                                                                             reasons[unstorable])]
+    return index[~unstorable].reset_index(drop=True), skipped
 
 
 def write_index(source: dict, out_path: str, log) -> pd.DataFrame:
