@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ import pytest
 from conftest import moving_square_frames, write_jpeg_folder, write_mp4
 from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_partseg import plain_car, write_image
+from test_video import with_exif_orientation, write_mkv
 from vidssl import proposals, tracks, video
 from vidssl.chunk_store import ChunkStore
 from vidssl.datasets.readers import write_index
@@ -31,7 +33,7 @@ from vidssl.partseg_crops import make_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH = 60
-GOOD = {"good", "good_jpegs", "gray_jpegs", "gappy_jpegs"}
+GOOD = {"good", "good_jpegs", "gray_jpegs", "gappy_jpegs", "resized_jpegs", "count_too_high", "count_missing"}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,12 @@ def corpus(tmp_path_factory) -> Path:
     write_mp4(root / "panorama.mp4", moving_square_frames(64, size=(4000, 200), seed=4))
     write_jpeg_folder(root / "gray_jpegs", moving_square_frames(64, seed=6), grayscale=True)
     write_jpeg_folder(root / "gappy_jpegs", moving_square_frames(70, seed=7), numbers=[*range(62), *range(64, 72)])
+    resized = write_jpeg_folder(root / "resized_jpegs", moving_square_frames(64, seed=8))
+    cv2.imwrite(str(resized / "30.jpg"), cv2.resize(cv2.imread(str(resized / "30.jpg")), (128, 96)))
+    turned = write_jpeg_folder(root / "exif_jpegs", moving_square_frames(64, seed=9))
+    (turned / "20.jpg").write_bytes(with_exif_orientation((turned / "20.jpg").read_bytes(), 6))
+    write_mkv(root / "count_too_high.mkv", moving_square_frames(70, seed=10), duration_scale=2.0)
+    write_mkv(root / "count_missing.mkv", moving_square_frames(70, seed=11), duration_scale=None)
     return root
 
 
@@ -93,11 +101,13 @@ def test_unreadable_frames_skip_their_chunk_and_are_recorded_in_the_container(st
     skipped = {item["video"]: item["reason"] for item in store.skipped}
     assert skipped == {item["video"]: item["reason"] for item in stages["chunk_summary"]["skipped"]}
     assert skipped["holey_jpegs"] == "unreadable frame 30 (of 1)"
+    assert skipped["exif_jpegs"] == "frame 20 is 48x64, a shape other than the video's 64x48"
     assert skipped["holey"].startswith("unreadable frame ")  # the decoder gives up on the zeroed frames
     assert {"zero", "truncated", "short59"} <= set(skipped)
     kept = set(store.chunks().video)
     assert kept == GOOD | {"panorama", "tiny1x1_jpegs"}
     assert store.frame("gray_jpegs", 0, 0).shape == (48, 64, 3)
+    assert {store.frame("resized_jpegs", 0, i).shape for i in range(LENGTH)} == {(48, 64, 3)}
     assert store.frame("panorama", 0, 0).shape == (3, 64, 3)  # 4000x200 at max_side 64
     assert store.frame("tiny1x1_jpegs", 0, 0).shape == (1, 1, 3)  # never upscaled
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import tracemalloc
 
 import cv2
 import numpy as np
@@ -153,6 +154,14 @@ def write_mkv(path, frames, duration_scale: float | None = 1.0):
     return path
 
 
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an EXIF block whose only tag is the orientation (6: shown turned 90 degrees clockwise)."""
+    tiff = (b"MM\x00\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + (0x0112).to_bytes(2, "big")
+            + (3).to_bytes(2, "big") + (1).to_bytes(4, "big") + orientation.to_bytes(2, "big") + bytes(2) + bytes(4))
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
 def stored_matches(store, video_id, chunk, frame, original, size) -> float:
     """Mean absolute difference between a stored frame and the original resized to the stored size."""
     stored = store.frame(video_id, chunk, frame).astype(int)
@@ -162,6 +171,67 @@ def stored_matches(store, video_id, chunk, frame, original, size) -> float:
 def closest(store, video_id, chunk, frame, candidates: dict, size):
     """The key of the candidate original that a stored frame matches best."""
     return min(candidates, key=lambda key: stored_matches(store, video_id, chunk, frame, candidates[key], size))
+
+
+@pytest.mark.parametrize("scale, reported", [(2.0, 140), (0.5, 35), (None, None)])
+def test_a_wrong_frame_count_is_read_to_the_real_end(tmp_path, scale, reported):
+    frames = moving_square_frames(70)
+    (tmp_path / "v").mkdir()
+    path = write_mkv(tmp_path / "v" / "clip.mkv", frames, scale)
+    capture = cv2.VideoCapture(str(path))
+    claimed = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    capture.release()
+    assert (claimed == reported) if reported else claimed <= 0, f"the container reports {claimed}"
+    manifest = video.build_manifest(video.list_videos("folder", str(tmp_path / "v")), shards=1, chunk_len=30)
+    assert manifest.skip_reason.tolist() == [""]
+    summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=2, length=30, max_side=64,
+                                   jpeg_quality=95)
+    store = ChunkStore(tmp_path / "c.h5")
+    assert summary["skipped"] == [] and store.chunks().chunk.tolist() == [0, 1]
+    assert store.index.query("chunk == 1").source_frame.tolist() == list(range(40, 70))  # placed to the real end
+    assert closest(store, "clip", 1, 29, {t: frames[t] for t in (40, 50, 60, 69)}, (64, 48)) == 69
+
+
+def test_frames_of_another_size_are_stored_at_the_video_size_or_skip_their_chunk(tmp_path):
+    root = tmp_path / "v"
+    frames = moving_square_frames(130)
+    resized = write_jpeg_folder(root / "resized", frames)
+    cv2.imwrite(str(resized / "75.jpg"), cv2.resize(frames[75], (128, 96)))  # same shape, twice the size
+    cv2.imwrite(str(resized / "10.jpg"), cv2.resize(frames[10], (65, 48)))  # one pixel wider
+    rotated = write_jpeg_folder(root / "rotated", frames)
+    (rotated / "30.jpg").write_bytes(with_exif_orientation((rotated / "30.jpg").read_bytes(), 6))
+    assert cv2.imread(str(rotated / "30.jpg")).shape == (64, 48, 3), "OpenCV applies the EXIF orientation"
+    turned = write_jpeg_folder(root / "turned", frames)
+    cv2.imwrite(str(turned / "100.jpg"), cv2.rotate(frames[100], cv2.ROTATE_90_CLOCKWISE))
+    summary = video.extract_chunks(_manifest(root), tmp_path / "c.h5", shard=0, per_video=2, length=60, max_side=32,
+                                   jpeg_quality=95)
+    store = ChunkStore(tmp_path / "c.h5")
+    assert store.chunks()[["video", "chunk"]].values.tolist() == [["resized", 0], ["resized", 1], ["rotated", 1],
+                                                                   ["turned", 0]]
+    assert {store.frame(r.video, r.chunk, r.frame).shape for r in store.index.itertuples()} == {(24, 32, 3)}
+    assert closest(store, "resized", 1, 5, {t: frames[t] for t in (55, 65, 75, 85)}, (32, 24)) == 75
+    reasons = {(item["video"], item["chunk"]): item["reason"] for item in summary["skipped"]}
+    assert reasons == {("rotated", 0): "frame 30 is 48x64, a shape other than the video's 64x48",
+                       ("turned", 1): "frame 100 is 48x64, a shape other than the video's 64x48"}
+
+
+def test_a_4k_video_is_never_held_at_source_size(tmp_path):
+    """Chunk extraction decodes one source frame at a time and keeps only stored-size frames."""
+    base = cv2.resize(np.random.default_rng(0).integers(0, 255, (9, 16, 3), np.uint8), (3840, 2160))
+    (tmp_path / "v").mkdir()
+    write_mp4(tmp_path / "v" / "uhd.mp4", [np.roll(base, 40 * t, axis=1) for t in range(8)])
+    manifest = video.build_manifest(video.list_videos("folder", str(tmp_path / "v")), shards=1, chunk_len=8)
+    assert (manifest.width[0], manifest.height[0], manifest.frames[0]) == (3840, 2160, 8)
+    source_frame = 3840 * 2160 * 3
+    tracemalloc.start()
+    try:
+        summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=8, max_side=64,
+                                       jpeg_quality=90)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert summary["frames"] == 8 and ChunkStore(tmp_path / "c.h5").frame("uhd", 0, 7).shape == (36, 64, 3)
+    assert peak < 3 * source_frame, f"peak {peak / 1e6:.0f} MB: more than 3 source frames ({source_frame / 1e6:.0f} MB each)"
 
 
 def bytes_name(folder, name: bytes):

@@ -25,6 +25,7 @@ from vidssl.io import atomic_path, write_parquet
 from vidssl.names import frame_number, not_utf8, shown
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
+ASPECT_TOLERANCE = 0.02  # a frame this close to the video's shape (e.g. 1920x1088 in a 1920x1080 video) is rescaled
 
 
 def chunk_starts(n_frames: int, n_chunks: int = 4, chunk_len: int = 60) -> list[int]:
@@ -62,18 +63,35 @@ class VideoEntry:
 
 
 def _probe_file(entry: VideoEntry) -> VideoEntry:
+    """The container's frame count (0 when it reports none), fps, and the size of the first frame as decoded."""
     capture = cv2.VideoCapture(entry.path)
     if not capture.isOpened():
         entry.skip_reason = "cannot be opened as a video"
         return entry
-    entry.frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    reported = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    entry.frames = int(reported) if math.isfinite(reported) and reported > 0 else 0
     entry.fps = float(capture.get(cv2.CAP_PROP_FPS))
-    entry.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-    entry.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    ok, first = capture.read()
     capture.release()
-    if entry.frames <= 0 or entry.width <= 0:
+    if not ok:
         entry.skip_reason = "no decodable frames"
+        return entry
+    entry.height, entry.width = first.shape[:2]
     return entry
+
+
+def _frames_left(capture: cv2.VideoCapture) -> int:
+    """How many more frames `capture` decodes, read to the real end (a container's count may be wrong or missing)."""
+    count = 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count
+
+
+def decoded_count(path: str) -> int:
+    """The number of frames of a video file that decode."""
+    return _frames_left(cv2.VideoCapture(path))
 
 
 def _probe_frames(entry: VideoEntry, fps: float = 30.0) -> VideoEntry:
@@ -156,11 +174,15 @@ def list_videos(source: str, path: str | None, *, splits: list[str] | None = Non
 
 
 def build_manifest(entries: list[VideoEntry], *, shards: int, chunk_len: int) -> pd.DataFrame:
-    """One row per video with its shard; too-short and unreadable videos keep a row with `skip_reason` set."""
+    """One row per video with its shard; too-short and unreadable videos keep a row with `skip_reason` set.
+
+    A video file whose container reports fewer frames than one chunk (0 when it reports none) is counted by decoding.
+    """
     rows = []
     for e in entries:
-        reason = e.skip_reason or (f"{e.frames} frames, fewer than one chunk of {chunk_len}" if e.frames < chunk_len else "")
-        rows.append(dict(video=e.video, path=e.path, kind=e.kind, frames=e.frames, fps=e.fps, width=e.width,
+        frames = decoded_count(e.path) if e.kind == "file" and not e.skip_reason and e.frames < chunk_len else e.frames
+        reason = e.skip_reason or (f"{frames} frames, fewer than one chunk of {chunk_len}" if frames < chunk_len else "")
+        rows.append(dict(video=e.video, path=e.path, kind=e.kind, frames=frames, fps=e.fps, width=e.width,
                          height=e.height, shard=shard_of(e.video, shards), skip_reason=reason, note=e.note))
     return pd.DataFrame(rows)
 
@@ -171,64 +193,121 @@ def write_manifest(manifest: pd.DataFrame, path: str) -> None:
                   metadata={"skipped": skipped.rename(columns={"skip_reason": "reason"}).to_dict("records")})
 
 
-def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = image.shape[:2]
+def stored_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) of a frame stored with its longer side at most `max_side` (never upscaled)."""
     scale = max_side / max(height, width)
     if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _read_frames(row, wanted: set[int]):
-    """Yield (source_frame, BGR image or None) for the wanted frame indices, in order."""
+def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    size = stored_size(width, height, max_side)
+    return image if size == (width, height) else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+class _Storer:
+    """Brings each decoded frame of one video to the video's stored size as soon as it is decoded, so that no more
+    than one frame at source size is ever held. A frame of another shape than the video's first (rotated, cropped)
+    cannot join its neighbours and is kept as the reason its chunk is skipped."""
+
+    def __init__(self, row, max_side: int):
+        self.video_size = (int(row.width), int(row.height))
+        self.size = stored_size(*self.video_size, max_side)
+
+    def __call__(self, index: int, image: np.ndarray | None) -> np.ndarray | str | None:
+        if image is None:
+            return None
+        height, width = image.shape[:2]
+        if (width, height) != self.video_size:
+            video_width, video_height = self.video_size
+            if abs(width * video_height / (height * video_width) - 1) > ASPECT_TOLERANCE:
+                return f"frame {index} is {width}x{height}, a shape other than the video's {video_width}x{video_height}"
+        if (width, height) == self.size:
+            return image
+        return cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+
+
+def _decode_file(path: str, wanted: set[int], store: _Storer) -> tuple[dict, int]:
+    """The wanted frames of a video file, stored as they decode; and the number of frames that really decode, which
+    the container's count may miss both ways: the read goes on past the last wanted frame to the real end."""
+    capture = cv2.VideoCapture(path)
+    stored, last_decoded = {}, -1
+    # Sequential decoding: seeking in mp4 is keyframe-approximate, so frame indices would drift.
+    for index in range(max(wanted) + 1):
+        ok, image = capture.read()
+        last_decoded = index if ok else last_decoded
+        if index in wanted:
+            stored[index] = store(index, image if ok else None)
+    beyond = _frames_left(capture)
+    # Frames after the last wanted one: every index up to it exists, decoded or not. None: the stream ended there.
+    return stored, max(wanted) + 1 + beyond if beyond else last_decoded + 1
+
+
+def _stored_frames(row, per_video: int, length: int, max_side: int) -> tuple[list[int], dict, str]:
+    """Chunk starts of one video, its wanted frames at stored size (None: unreadable, str: why it cannot be stored),
+    and a note when the container's frame count was wrong (the chunks are then placed within the frames that decode)."""
+    store = _Storer(row, max_side)
+    starts = chunk_starts(row.frames, per_video, length)
     if row.kind == "frames":
         frames = _numbered_frames(Path(row.path))
-        for index in sorted(wanted):
-            yield index, read_image(frames[index][1]) if index < len(frames) else None
-        return
-    capture = cv2.VideoCapture(row.path)
-    last = max(wanted)
-    # Sequential decoding: seeking in mp4 is keyframe-approximate, so frame indices would drift.
-    for index in range(last + 1):
-        ok, image = capture.read()
-        if index in wanted:
-            yield index, image if ok else None
-    capture.release()
+        wanted = sorted({s + i for s in starts for i in range(length)})
+        return starts, {i: store(i, read_image(frames[i][1]) if i < len(frames) else None) for i in wanted}, ""
+    stored, decodable = _decode_file(row.path, {s + i for s in starts for i in range(length)}, store)
+    if decodable == row.frames or chunk_starts(decodable, per_video, length) == starts:
+        return starts, stored, ""
+    starts = chunk_starts(decodable, per_video, length)
+    if starts:
+        stored, _ = _decode_file(row.path, {s + i for s in starts for i in range(length)}, store)
+    return starts, stored, f"the container reports {row.frames} frames, {decodable} decode"
+
+
+def _chunk_problem(stored: dict, start: int, length: int) -> str:
+    """Why the chunk at `start` cannot be kept ("" when it can)."""
+    unreadable = [start + i for i in range(length) if stored.get(start + i) is None]
+    if unreadable:
+        return f"unreadable frame {unreadable[0]} (of {len(unreadable)})"
+    return next((stored[start + i] for i in range(length) if isinstance(stored[start + i], str)), "")
 
 
 def extract_chunks(manifest: pd.DataFrame, out_path: str, *, shard: int, per_video: int, length: int,
                    max_side: int, jpeg_quality: int, log=None) -> dict:
-    """Decode, resize and JPEG-encode the chunks of one shard into its container; return the skips."""
+    """Decode, resize and JPEG-encode the chunks of one shard into its container; return the skips and notes."""
     videos = manifest[(manifest.shard == shard)].sort_values("video")
     skipped = [dict(video=r.video, reason=r.skip_reason) for r in videos.itertuples() if r.skip_reason]
-    records = []
+    records, notes = [], []
     for row in tqdm(list(videos[videos.skip_reason == ""].itertuples()), desc=f"chunks shard {shard}"):
-        starts = chunk_starts(row.frames, per_video, length)
-        wanted = {s + i for s in starts for i in range(length)}
-        decoded = {}
         try:
-            for index, image in _read_frames(row, wanted):
-                decoded[index] = image
+            starts, stored, note = _stored_frames(row, per_video, length, max_side)
         except cv2.error as error:
             skipped.append(dict(video=row.video, reason=f"decoder error: {error}"))
             continue
+        if note and not starts:
+            skipped.append(dict(video=row.video, reason=f"{note}, fewer than one chunk of {length}"))
+        elif note:
+            notes.append(dict(video=row.video, note=note))
         kept = 0
         for chunk, start in enumerate(starts):
-            bad = [start + i for i in range(length) if decoded.get(start + i) is None]
-            if bad:
-                skipped.append(dict(video=row.video, chunk=chunk, reason=f"unreadable frame {bad[0]} (of {len(bad)})"))
+            problem = _chunk_problem(stored, start, length)
+            if problem:
+                skipped.append(dict(video=row.video, chunk=chunk, reason=problem))
                 continue
             for i in range(length):
-                image = resize_max_side(decoded[start + i], max_side)
-                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                ok, jpeg = cv2.imencode(".jpg", stored[start + i], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
                 records.append((row.video, chunk, i, start + i, np.frombuffer(jpeg.tobytes(), np.uint8)))
             kept += 1
         if log and kept < len(starts):
             log.warning("%s: kept %d of %d chunks", row.video, kept, len(starts))
-    for item in skipped:
+    for item in skipped + notes:
         if log:
-            log.warning("skipped %s", item)
+            log.warning("%s %s", "note" if "note" in item else "skipped", item)
+    _write_container(out_path, records, shard=shard, length=length, max_side=max_side, skipped=skipped, notes=notes)
+    return dict(frames=len(records), chunks=len(records) // length if length else 0, skipped=skipped, notes=notes)
+
+
+def _write_container(out_path: str, records: list[tuple], *, shard: int, length: int, max_side: int, skipped: list,
+                     notes: list) -> None:
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("video", data=np.array([r[0] for r in records], dtype=object), dtype=h5py.string_dtype())
         h5.create_dataset("chunk", data=np.array([r[1] for r in records], np.int32))
@@ -237,5 +316,5 @@ def extract_chunks(manifest: pd.DataFrame, out_path: str, *, shard: int, per_vid
         jpegs = h5.create_dataset("jpeg", (len(records),), dtype=h5py.vlen_dtype(np.uint8))
         for i, record in enumerate(records):
             jpegs[i] = record[4]
-        h5.attrs.update(shard=shard, length=length, max_side=max_side, skipped=json.dumps(skipped))
-    return dict(frames=len(records), chunks=len(records) // length if length else 0, skipped=skipped)
+        h5.attrs.update(shard=shard, length=length, max_side=max_side, skipped=json.dumps(skipped),
+                        notes=json.dumps(notes))
