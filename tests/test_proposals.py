@@ -2,6 +2,7 @@
 (identical bytes for 1 and 2 workers, skips recorded)."""
 from __future__ import annotations
 
+import ctypes
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from vidssl.chunk_store import ChunkStore
 from vidssl.io import UserError, parquet_metadata, read_parquet
 from vidssl.proposals import propose_shard
 from vidssl.selective_search import selective_search
+from vidssl.tracks import box_iou
 from vidssl.video import resize_max_side
 
 
@@ -76,6 +78,34 @@ def test_top_k_and_min_size_filter_in_order():
     sizes = np.minimum(every[:, 2] - every[:, 0], every[:, 3] - every[:, 1])
     np.testing.assert_array_equal(selective_search(image, top_k=7, min_size=10), every[sizes >= 10][:7])
     assert selective_search(image, min_size=1000).shape == (0, 4)
+
+
+def _opencv_search(image: np.ndarray, mode: str) -> np.ndarray:
+    """OpenCV's own fast / quality set-up, seeded as selective_search seeds it, boxes filtered the same way."""
+    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    search.setBaseImage(image)
+    search.switchToSelectiveSearchFast() if mode == "fast" else search.switchToSelectiveSearchQuality()
+    ctypes.CDLL(None).srand(0)
+    rects = search.process()
+    rects = rects[(rects[:, 2] >= 4) & (rects[:, 3] >= 4)][:300].astype(np.float32)
+    rects[:, 2:] += rects[:, :2]
+    return rects
+
+
+@pytest.mark.parametrize("mode", ["fast", "quality"])
+def test_min_region_100_is_opencvs_own_search(mode):
+    image = moving_object_frames(n_frames=1)[0][0]
+    np.testing.assert_array_equal(selective_search(image, mode=mode, min_region=100), _opencv_search(image, mode))
+
+
+@pytest.mark.parametrize("side", [8, 9])
+def test_objects_under_10_px_get_a_proposal_only_below_opencvs_min_region(side):
+    """OpenCV's graph segmentation merges regions under 100 px into a neighbour: an 8-9 px object has no box."""
+    image = _smooth_texture(96, 128, seed=1)
+    image[40:40 + side, 60:60 + side] = (30, 220, 240)
+    truth = np.array([[60, 40, 60 + side, 40 + side]], np.float32)
+    assert box_iou(truth, selective_search(image, min_region=100)).max() < 0.3
+    assert box_iou(truth, selective_search(image, min_region=36)).max() >= 0.9
 
 
 def test_bad_input_is_a_user_error():

@@ -67,7 +67,7 @@ def _in_workers(tasks: Iterable[tuple], threads: int, chunks_path: str) -> Itera
 
 
 def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
-                  threads: int = 1, log=None) -> dict:
+                  min_region: int = 36, threads: int = 1, log=None) -> dict:
     """Selective search on every frame of a shard's chunk container, one chunk per task over `threads` processes.
 
     Writes video, chunk, frame, rank, x1, y1, x2, y2 (one row group per chunk) to `out_path`; frames that fail or give no
@@ -75,7 +75,7 @@ def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k:
     """
     check_mode(mode)
     store = ChunkStore(chunks_path)
-    params = dict(mode=mode, top_k=int(top_k), min_size=int(min_size))
+    params = dict(mode=mode, top_k=int(top_k), min_size=int(min_size), min_region=int(min_region))
     frames, chunks = store.index.frame.to_numpy(), store.chunks()
 
     def tasks():  # read lazily: only the chunks in flight are held in memory

@@ -37,8 +37,14 @@ def check_mode(mode: str) -> None:
         raise UserError(f"proposals.mode {mode!r} is not one of {', '.join(MODES)}")
 
 
-def selective_search(bgr: np.ndarray, *, mode: str = "fast", top_k: int = 300, min_size: int = 4) -> np.ndarray:
-    """The first `top_k` selective-search boxes at least `min_size` pixels wide and tall, as n x 4 float32 x1, y1, x2, y2."""
+def selective_search(bgr: np.ndarray, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
+                     min_region: int = 36) -> np.ndarray:
+    """The first `top_k` selective-search boxes at least `min_size` pixels wide and tall, as n x 4 float32 x1, y1, x2, y2.
+
+    OpenCV's fast and quality set-ups, except that the graph segmentation keeps regions down to `min_region` pixels:
+    its default of 100 merges away anything under 10 x 10 px, a common object size in frames stored at 128 px, which
+    then has no proposal of its own. With `min_region=100` the boxes are OpenCV's own, in the same order.
+    """
     check_mode(mode)
     search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     search.setBaseImage(as_bgr(bgr))
@@ -46,6 +52,11 @@ def selective_search(bgr: np.ndarray, *, mode: str = "fast", top_k: int = 300, m
         search.switchToSelectiveSearchFast()
     else:
         search.switchToSelectiveSearchQuality()
+    # OpenCV's own images and strategies; its graph segmentations again (k from 150 in steps of 150, sigma 0.8), but
+    # with our smallest region
+    search.clearGraphSegmentations()
+    for k in range(150, 150 * (3 if mode == "fast" else 5) + 1, 150):
+        search.addGraphSegmentation(cv2.ximgproc.segmentation.createGraphSegmentation(0.8, float(k), int(min_region)))
     _LIBC.srand(0)
     rects = search.process()
     if len(rects) == 0:

@@ -13,12 +13,18 @@ The supplementary's tracking text is cut short, so the tracker is ours. Per chun
    (next frame over this frame; 1 when fewer than two points are kept).
 3. Matching. Propagated boxes are matched one-to-one to the next frame's proposals by IoU (Hungarian assignment,
    scipy.optimize.linear_sum_assignment, maximising the total IoU). The link score is
-   IoU(propagated box, matched proposal) x the fraction of grid points kept. A track continues on the matched
-   proposal's box (tracks are made of proposals) when its link score is at least `link_floor`; otherwise it ends,
-   as it does when no point is kept, no proposal is left for it, or the next frame has no proposals (or does not
-   decode). A track never resumes after it ends.
-4. Scoring. A track's score is the mean of its link scores (0 for a single-frame track). Tracks with
-   score >= `score_threshold` and at least `min_length` frames are kept.
+   IoU(propagated box, matched proposal) x the fraction of grid points kept. A link scoring at least `link_floor` is
+   made: the track takes the matched proposal's box when that overlaps the propagated box by at least `snap_iou`
+   (IoU), and keeps the propagated box otherwise. A link below the floor (or no proposal left for the track, or a
+   frame without proposals) is missed: the track coasts on its propagated box with a link score of 0. A track ends
+   when no grid point is kept, after `max_missed` missed links in a row, or at a frame that does not decode; it ends
+   on its last made link (the coasted frames after it are dropped) and never resumes.
+   Why not always snap: a 10-20 px object's proposals are a few pixels off and a duplicate track may take the best
+   one, so a chain of proposals each overlapping the last by >= 0.3 walks off the object while the flow stays on it;
+   coasting carries a track across a frame without a good proposal. (`snap_iou` = 0 and `max_missed` = 0: every
+   made link snaps and the first miss ends the track.)
+4. Scoring. A track's score is the mean of its link scores up to its last made link, missed ones counting 0 (0 for a
+   single-frame track). Tracks with score >= `score_threshold` and at least `min_length` frames are kept.
 
 Random noise gives no coherent flow (forward-backward errors are large) and a uniform frame gives LK nothing to lock
 on, so both end tracks at once instead of producing spurious ones.
@@ -120,9 +126,21 @@ def propagate(prev_gray: np.ndarray, next_gray: np.ndarray, boxes: np.ndarray, *
     return propagated, kept.mean(axis=1)
 
 
+def match(propagated: np.ndarray, kept: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one Hungarian matching of propagated boxes to proposals by IoU: per box its link score (IoU x share of
+    points kept, 0 when unmatched), the IoU and the matched proposal (NaN when unmatched)."""
+    link, iou = np.zeros(len(propagated)), np.zeros(len(propagated), np.float32)
+    matched = np.full(propagated.shape, np.nan, np.float32)
+    if len(candidates) and len(propagated):
+        overlap = box_iou(propagated, candidates)
+        rows, cols = linear_sum_assignment(overlap, maximize=True)
+        link[rows], iou[rows], matched[rows] = overlap[rows, cols] * kept[rows], overlap[rows, cols], candidates[cols]
+    return link, iou, matched
+
+
 def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, score_threshold: float = 0.5,
-               min_length: int = 10, link_floor: float = 0.3, points: int = 16, fb_error: float = 1.0,
-               max_tracks: int = 50) -> pd.DataFrame:
+               min_length: int = 10, link_floor: float = 0.3, snap_iou: float = 0.7, max_missed: int = 3,
+               points: int = 16, fb_error: float = 1.0, max_tracks: int = 50) -> pd.DataFrame:
     """Tracks through one chunk (see the module docstring): columns track, frame, x1, y1, x2, y2, score."""
     if len(frames) != len(proposals):
         raise ValueError(f"{len(frames)} frames but {len(proposals)} proposal arrays")
@@ -134,24 +152,23 @@ def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, score_t
     boxes = np.full((n_tracks, n_frames, 4), np.nan, np.float32)
     boxes[:, 0] = seeds
     link_sum = np.zeros(n_tracks)
-    length = np.ones(n_tracks, int)
+    length = np.ones(n_tracks, int)  # up to and including the last linked frame
+    missed = np.zeros(n_tracks, int)
     live = np.arange(n_tracks)
     grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     for t in range(n_frames - 1):
-        candidates = np.asarray(proposals[t + 1], np.float32).reshape(-1, 4)
-        if len(live) == 0 or len(candidates) == 0:
+        if len(live) == 0:
             break
         propagated, kept = propagate(grays[t], grays[t + 1], boxes[live, t], points=points, fb_error=fb_error)
-        overlap = box_iou(propagated, candidates)
-        rows, cols = linear_sum_assignment(overlap, maximize=True)
-        link = overlap[rows, cols] * kept[rows]
-        good = (link >= link_floor) & (kept[rows] > 0)
-        rows, cols, link = rows[good], cols[good], link[good]
-        survivors = live[rows]
-        boxes[survivors, t + 1] = candidates[cols]
-        link_sum[survivors] += link
-        length[survivors] += 1
-        live = survivors
+        candidates = np.asarray(proposals[t + 1], np.float32).reshape(-1, 4)
+        link, iou, matched = match(propagated, kept, candidates)
+        linked = (link >= link_floor) & (kept > 0)
+        missed[live] = np.where(linked, 0, missed[live] + 1)
+        snapped = linked & (iou >= snap_iou)
+        boxes[live, t + 1] = np.where(snapped[:, None], matched, propagated)
+        link_sum[live[linked]] += link[linked]
+        length[live[linked]] = t + 2
+        live = live[(kept > 0) & (missed[live] <= max_missed)]
 
     score = np.where(length > 1, link_sum / np.maximum(length - 1, 1), 0.0)
     keep = np.nonzero((score >= score_threshold) & (length >= min_length))[0]
@@ -184,8 +201,8 @@ def _proposal_groups(proposals_path: str) -> tuple[pq.ParquetFile, dict[tuple[st
 
 
 def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_threshold: float = 0.5,
-                min_length: int = 10, link_floor: float = 0.3, points: int = 16, fb_error: float = 1.0,
-                max_tracks: int = 50, log=None) -> dict:
+                min_length: int = 10, link_floor: float = 0.3, snap_iou: float = 0.7, max_missed: int = 3,
+                points: int = 16, fb_error: float = 1.0, max_tracks: int = 50, log=None) -> dict:
     """Tracks for every chunk of a shard: video, chunk, track, frame, x1, y1, x2, y2, score, one row group per chunk.
 
     Chunks that yield no track are listed, with the reason, in the metadata's "no_tracks"; chunks cut short by a frame
@@ -194,7 +211,8 @@ def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_t
     store = ChunkStore(chunks_path)
     handle, groups = _proposal_groups(proposals_path)
     params = dict(score_threshold=score_threshold, min_length=int(min_length), link_floor=link_floor,
-                  points=int(points), fb_error=fb_error, max_tracks=int(max_tracks))
+                  snap_iou=snap_iou, max_missed=int(max_missed), points=int(points), fb_error=fb_error,
+                  max_tracks=int(max_tracks))
     parts, no_tracks, truncated = [], [], []
     chunks = store.chunks()
     for row in tqdm(list(chunks.itertuples()), desc=f"tracks {chunks_path}", unit="chunk"):

@@ -5,4 +5,4 @@ from vidssl.cli import run_stage
 p = snakemake.params.proposals
 run_stage(snakemake, lambda log: proposals.propose_shard(
     snakemake.input[0], snakemake.output[0], mode=p["mode"], top_k=p["top_k"], min_size=p["min_size"],
-    threads=snakemake.threads, log=log))
+    min_region=p["min_region"], threads=snakemake.threads, log=log))

@@ -6,4 +6,5 @@ t = snakemake.params.tracks
 run_stage(snakemake, lambda log: tracks.track_shard(
     snakemake.input.chunks, snakemake.input.proposals, snakemake.output[0],
     score_threshold=t["score_threshold"], min_length=t["min_length"], link_floor=t["link_floor"],
-    points=t["points"], fb_error=t["fb_error"], max_tracks=t["max_tracks_per_chunk"], log=log))
+    snap_iou=t["snap_iou"], max_missed=t["max_missed"], points=t["points"], fb_error=t["fb_error"],
+    max_tracks=t["max_tracks_per_chunk"], log=log))
