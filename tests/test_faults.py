@@ -136,7 +136,7 @@ def test_kill_training_then_resume(data, tmp_path):  # noqa: F811
 
     interrupted = tmp_path / "b" / "fti"
     process = run_train(config, data, interrupted, wait=False)
-    resume_copy = interrupted.parent / ".resume" / "fti.pt"
+    resume_copy = interrupted / "resume.pt"
     wait_for(resume_copy.exists, process, "the first checkpoint")
     process.send_signal(signal.SIGKILL)
     process.communicate()
@@ -152,6 +152,31 @@ def test_kill_training_then_resume(data, tmp_path):  # noqa: F811
     assert after.step.tolist() == list(range(1, 9))
     assert after.loss.tolist() == full.loss.tolist()  # the same final step and loss, and every loss before it
     assert torch.load(interrupted / "checkpoint.pt", weights_only=True)["step"] == 8
+
+
+@pytest.mark.slow
+def test_a_trained_model_follows_its_inputs_in_snakemake(upstream, tmp_path):
+    """--forcerun retrains from step 0; a resume copy left from other chunks (the config the training reads unchanged)
+    is ignored with a warning naming them; deleting the model's folder retrains."""
+    workdir = copy_of(upstream, tmp_path)
+    model, log = workdir / "results" / "models" / "moco", workdir / "logs" / "train" / "moco.log"
+    target = "results/models/moco/backbone.pth"
+    for extra in ((), ("--forcerun", "train_moco")):
+        result = snakemake(workdir, "--cores", "2", *extra, target)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert not (model / "resume.pt").exists() and "resuming" not in log.read_text()
+
+    shutil.copy2(model / "checkpoint.pt", model / "resume.pt")  # what a job killed after its last checkpoint leaves
+    result = snakemake(workdir, "--cores", "2", "--config", "chunks={max_side: 48}", target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = log.read_text()
+    assert "resuming" not in text and "made from other settings or inputs (chunks results/chunks/0000.h5 changed" in text
+
+    shutil.copy2(model / "checkpoint.pt", model / "resume.pt")
+    shutil.rmtree(model)
+    result = snakemake(workdir, "--cores", "2", "--config", "chunks={max_side: 48}", target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming" not in log.read_text() and pd.read_csv(model / "train.csv").step.tolist() == list(range(1, 7))
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

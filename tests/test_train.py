@@ -1,6 +1,10 @@
 import copy
 import json
+import logging
 import math
+import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -90,7 +94,7 @@ def test_runs_repeat_exactly_and_resume_continues(data, tmp_path):
     out = tmp_path / "b" / "fti"
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 3 and int(checkpoint["model"]["queue_ptr"]) == 3 * 8 % 32
-    assert (tmp_path / "b" / ".resume" / "fti.pt").is_file()
+    assert not (out / "resume.pt").exists(), "a finished run leaves a resume copy a later run could take"
     log = pd.read_csv(out / "train.csv")
     assert list(log.step) == [1, 2, 3] and list(log.loss) == pytest.approx(full["loss"])
     assert log.knn_top1[:2].isna().all() and 0 <= log.knn_top1[2] <= 1
@@ -107,12 +111,57 @@ def test_runs_repeat_exactly_and_resume_continues(data, tmp_path):
     assert cv2.imread(str(tmp_path / "curve.png")) is not None
 
 
-def test_changed_config_starts_over(data, tmp_path):
+def test_changed_config_starts_over_naming_the_key(data, tmp_path, caplog):
     cfg = copy.deepcopy(CFG)
-    cfg["train"].update(steps=1, knn_every=0)
-    run("moco", data, tmp_path / "moco", cfg=cfg)
+    cfg["train"].update(steps=2, knn_every=0)
+    run("moco", data, tmp_path / "moco", cfg=cfg, stop_at=1)
     cfg["train"]["lr"] = 0.03
-    assert run("moco", data, tmp_path / "moco", cfg=cfg)["resumed_from"] == 0
+    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+        assert run("moco", data, tmp_path / "moco", cfg=cfg)["resumed_from"] == 0
+    assert "train.lr 0.06 -> 0.03" in caplog.text
+
+
+def copy_of_inputs(data, folder):
+    """The fixture's pairs and labelled set in a folder of their own, to be changed by a test."""
+    shutil.copy2(data / "pairs.parquet", folder / "pairs.parquet")
+    shutil.copytree(data / "labelled", folder / "labelled")
+    return folder
+
+
+def run_on(inputs, data, out, cfg, **kwargs):
+    return train("fti", chunks=[str(data / "chunks.h5")], frame_pairs=[str(inputs / "pairs.parquet")],
+                 labelled=str(inputs / "labelled"), out_dir=str(out), cfg=cfg, **kwargs)
+
+
+def test_a_resume_copy_made_from_other_inputs_is_ignored_naming_them(data, tmp_path, caplog):
+    inputs = copy_of_inputs(data, tmp_path)
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=3, knn_every=0)
+    unchanged = run_on(inputs, data, tmp_path / "a", cfg)
+    assert run_on(inputs, data, tmp_path / "fti", cfg, stop_at=2)["steps"] == 2
+    pairs, before = pd.read_parquet(inputs / "pairs.parquet"), (inputs / "pairs.parquet").stat()
+    write_parquet(pairs.assign(frame_b=pairs.frame_a + 2), inputs / "pairs.parquet", sort_by=["video", "chunk", "frame_a"])
+    os.utime(inputs / "pairs.parquet", ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p or rsync -a leave it
+    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+        other = run_on(inputs, data, tmp_path / "fti", cfg)
+    assert other["resumed_from"] == 0 and other["steps"] == 3 and other["loss"] != unchanged["loss"]
+    assert re.search(rf"frame_pairs {inputs / 'pairs.parquet'} changed \((size, )?metadata\)", caplog.text)
+
+    caplog.clear()
+    assert run_on(inputs, data, tmp_path / "sup", cfg, stop_at=1)["steps"] == 1
+    cv2.imwrite(str(inputs / "labelled" / "class0" / "new.jpg"), np.zeros((40, 40, 3), np.uint8))
+    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+        assert run_on(inputs, data, tmp_path / "sup", cfg)["resumed_from"] == 0
+    assert f"labelled {inputs / 'labelled'} changed (images, names, folder_mtimes)" in caplog.text
+
+
+def test_a_finished_run_then_the_same_run_starts_from_step_0(data, tmp_path):
+    """What --forcerun train_<m> does: the outputs are removed, the job runs again and must train, not re-export."""
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=2, knn_every=0)
+    first = run("moco", data, tmp_path / "moco", cfg=cfg)
+    again = run("moco", data, tmp_path / "moco", cfg=cfg)
+    assert again["resumed_from"] == 0 and again["loss"] == first["loss"]
 
 
 def test_region_tracker_with_workers(data, tmp_path):

@@ -105,8 +105,8 @@ def test_malicious_resume_copy_is_ignored_and_never_runs(data, tmp_path, caplog)
     marker = tmp_path / "marker"
     for payload in malicious_files(tmp_path / "payloads", marker):
         out = tmp_path / payload.stem / "moco"
-        (out.parent / ".resume").mkdir(parents=True)
-        (out.parent / ".resume" / "moco.pt").write_bytes(payload.read_bytes())
+        out.mkdir(parents=True)
+        (out / "resume.pt").write_bytes(payload.read_bytes())
         with caplog.at_level(logging.WARNING, logger="vidssl.train"):
             summary = run("moco", data, out, cfg=cfg)
         assert summary["resumed_from"] == 0 and summary["steps"] == 1

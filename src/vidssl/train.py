@@ -31,6 +31,7 @@ from vidssl.backbone import export_backbone, pooled_features
 from vidssl.config import check_queue
 from vidssl.devices import claim_gpus
 from vidssl.errors import UserError
+from vidssl.fingerprint import describe, differences, run_identity
 from vidssl.io import atomic_path, write_csv
 from vidssl.methods import INPUTS, METHODS, Method, check_inputs, get as get_method
 from vidssl.samples import TrainingSamples, list_labelled, read_labelled_image, step_batches
@@ -101,6 +102,7 @@ class Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     out: Path
+    identity: dict  # what the run is made from (vidssl.fingerprint): a resume copy must match it
     stepper: torch.nn.Module | None = None  # the model, wrapped by DistributedDataParallel under torchrun
     start: int = 0
     history: list[dict] = field(default_factory=list)
@@ -123,12 +125,9 @@ class Run:
 
     @property
     def resume_path(self) -> Path:
-        return self.out.parent / ".resume" / f"{self.method.name}.pt"
-
-    @property
-    def identity(self) -> str:
-        """What a resume copy must have been made with to be resumed."""
-        return json.dumps({"method": self.method.name, "cfg": self.cfg}, sort_keys=True)
+        """Beside the outputs, which Snakemake removes before a job and after a failed one, and not one of them: it
+        survives a killed job, and deleting the output folder deletes it too."""
+        return self.out / "resume.pt"
 
 
 def check_settings(method: Method, cfg: dict, files: dict, labelled: str | None) -> None:
@@ -158,11 +157,12 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(method.trained(model).parameters(), lr=base_lr(cfg), momentum=0.9,
                                 weight_decay=cfg["train"]["weight_decay"])
-    return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir))
+    identity = run_identity(method.name, cfg, {key: files[key] for key in method.inputs}, labelled, items)
+    return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir), identity=identity)
 
 
 def resume(run: Run, log: logging.Logger) -> None:
-    """Continue from the resume copy when one made with the same method and config is readable."""
+    """Continue from the resume copy when it is readable and was made from the same method, config and inputs."""
     path = run.resume_path
     if not path.is_file():
         return
@@ -171,8 +171,10 @@ def resume(run: Run, log: logging.Logger) -> None:
     except Exception as error:  # a resume copy is a convenience: a bad one means starting over, not failing
         log.warning("ignoring unreadable resume copy %s (%s)", path, error)
         return
-    if state.get("identity") != run.identity:
-        log.warning("resume copy %s was made with another method/config: starting from step 0", path)
+    changed = differences(state.get("identity"), run.identity)
+    if changed:
+        log.warning("ignoring resume copy %s, made from other settings or inputs (%s): starting from step 0",
+                    path, describe(changed))
         return
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -252,12 +254,15 @@ def checkpoint(run: Run, step: int) -> None:
 
 
 def export(run: Run, final: int, log: logging.Logger) -> None:
-    """The trained backbone and the run's provenance (config, commit, versions, device); only rank 0 writes."""
+    """The trained backbone and the run's provenance (config, commit, versions, device); only rank 0 writes. A finished
+    run removes its resume copy, which a later run (--forcerun, other inputs) could otherwise take for its own."""
     if not distributed.is_main():
         return
     export_backbone(run.trained.state_dict(), run.out / "backbone.pth")
     with atomic_path(run.out / "run.json") as tmp:
         tmp.write_text(json.dumps(run_info(run.cfg, run.device), indent=2))
+    if final == run.steps:
+        run.resume_path.unlink(missing_ok=True)
     log.info("%s: %d steps done, final loss %.4f", run.method.name, final,
              run.history[-1]["loss"] if run.history else float("nan"))
 
