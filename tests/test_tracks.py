@@ -158,16 +158,16 @@ def scene():
 def test_best_track_follows_the_object(scene):
     frames, truth, proposals = scene
     tracks = link_chunk(frames, proposals, score_threshold=0.5, min_length=10)
-    assert list(tracks.columns) == ["track", "frame", *BOXES, "score"]
+    assert list(tracks.columns) == ["track", "frame", *BOXES, "score", "keyframe"]
     assert best_track_overlap(tracks, truth, min_length=40) >= 0.8
     # Every kept track is contiguous from frame 0, at least min_length long, with one score >= the threshold.
     for _, track in tracks.groupby("track"):
         assert track.frame.tolist() == list(range(len(track)))
         assert len(track) >= 10 and track.score.nunique() == 1 and track.score.iat[0] >= 0.5
-    # Most boxes are proposals of their frame: a track takes the matched proposal whenever it overlaps the flow box.
+    # `keyframe` marks exactly the boxes that are proposals of their frame; most are (a close match snaps).
     is_proposal = [(proposals[row.frame] == [row.x1, row.y1, row.x2, row.y2]).all(axis=1).any()
                    for row in tracks.itertuples()]
-    assert np.mean(is_proposal) >= 0.5
+    assert is_proposal == tracks.keyframe.tolist() and tracks.keyframe.mean() >= 0.5
 
 
 def test_tracks_coast_over_missed_links_then_end(scene):
@@ -226,10 +226,10 @@ def test_track_shard_and_contact_sheet(tmp_path):
     summary = track_shard(chunks, tmp_path / "proposals.parquet", out, score_threshold=0.5, min_length=10)
 
     tracks = read_parquet(out)
-    assert list(tracks.columns) == ["video", "chunk", "track", "frame", *BOXES, "score"]
+    assert list(tracks.columns) == ["video", "chunk", "track", "frame", *BOXES, "score", "keyframe"]
     assert {c: str(t) for c, t in tracks.dtypes.items() if c != "video"} == dict(
         chunk="int32", track="int32", frame="int32", x1="float32", y1="float32", x2="float32", y2="float32",
-        score="float32")
+        score="float32", keyframe="bool")
     assert set(tracks.video) == {"object"}
     keys = tracks[["video", "chunk", "track", "frame"]]
     assert keys.equals(keys.sort_values(list(keys.columns)).reset_index(drop=True))

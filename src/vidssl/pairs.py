@@ -23,6 +23,18 @@ def frame_pairs(chunk_len: int, k: int = 40, mode: str = "strided") -> list[tupl
     raise UserError(f"pairs.mode {mode!r} is not one of {', '.join(PAIR_MODES)}")
 
 
+def keyframes(chunk_len: int, every: int = 1, k: int = 40, mode: str = "strided") -> list[int]:
+    """The frames of a chunk whose proposals the tracker matches: every frame when `every` is 1; otherwise frames 0,
+    every, 2 x every, ... up to the last frame a pair uses, and every frame a pair uses (the chunk's last frame stands
+    in for the pairs when the chunk has none). Frames after the last keyframe are neither searched nor tracked."""
+    if every < 1:
+        raise UserError(f"tracks.keyframe_every must be at least 1, got {every}")
+    if every == 1:
+        return list(range(chunk_len))
+    used = {frame for pair in frame_pairs(chunk_len, k, mode) for frame in pair} or {chunk_len - 1}
+    return sorted(used | set(range(0, max(used) + 1, every)))
+
+
 def write_frame_pairs(chunks_path: str, out_path: str, *, k: int = 40, mode: str = "strided") -> dict:
     """video, chunk, frame_a, frame_b (int32) for every stored chunk of a shard; chunks too short for a pair are listed."""
     chunks = ChunkStore(chunks_path).chunks()

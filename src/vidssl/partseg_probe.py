@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vidssl.errors import UserError
+from vidssl.feature_files import require_finite
 from vidssl.partseg_crops import TEST, TRAIN, resize_maps
 
 log = logging.getLogger("vidssl")
@@ -109,7 +110,7 @@ def probe_all(
     with h5py.File(features_h5, "r") as source:
         if "features" not in source:
             raise UserError(f"{features_h5}: no 'features' dataset")
-        features = source["features"][:]
+        features = require_finite(source["features"][:], features_h5)
     if len(features) != len(class_of):
         raise UserError(
             f"{features_h5}: {len(features)} feature rows but {crops_h5} has {len(class_of)} crops; "

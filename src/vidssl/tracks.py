@@ -11,20 +11,26 @@ The supplementary's tracking text is cut short, so the tracker is ours. Per chun
    (distance between the point and its flow there and back) is at most `fb_error` pixels. The box moves by the median
    displacement of the kept points and scales about its centre by the median ratio of their pairwise distances
    (next frame over this frame; 1 when fewer than two points are kept).
-3. Matching. Propagated boxes are matched one-to-one to the next frame's proposals by IoU (Hungarian assignment,
-   scipy.optimize.linear_sum_assignment, maximising the total IoU). The link score is
-   IoU(propagated box, matched proposal) x the fraction of grid points kept. A link scoring at least `link_floor` is
+3. Matching, at keyframes only (every frame by default; see `vidssl.pairs.keyframes`; only they need proposals).
+   Between keyframes every live box is propagated from frame to frame as above. At a keyframe the propagated boxes are
+   matched one-to-one to its proposals by IoU (Hungarian assignment, scipy.optimize.linear_sum_assignment, maximising
+   the total IoU). The link score of the interval since the previous keyframe is IoU(propagated box, matched proposal)
+   x the geometric mean over its frames of the fraction of grid points kept (one frame's fraction when every frame is
+   a keyframe). A track whose points are all lost ends at once, keyframe or not. A link scoring at least `link_floor` is
    made: the track takes the matched proposal's box when that overlaps the propagated box by at least `snap_iou`
    (IoU), and keeps the propagated box otherwise. A link below the floor (or no proposal left for the track, or a
-   frame without proposals) is missed: the track coasts on its propagated box with a link score of 0. A track ends
+   keyframe without proposals) is missed: the track coasts on its propagated box with a link score of 0. A track ends
    when no grid point is kept, after `max_missed` missed links in a row, or at a frame that does not decode; it ends
-   on its last made link (the coasted frames after it are dropped) and never resumes.
+   on its last made link (the frames after it are dropped) and never resumes. Tracking stops at the last keyframe.
    Why not always snap: a 10-20 px object's proposals are a few pixels off and a duplicate track may take the best
    one, so a chain of proposals each overlapping the last by >= 0.3 walks off the object while the flow stays on it;
    coasting carries a track across a frame without a good proposal. (`snap_iou` = 0 and `max_missed` = 0: every
    made link snaps and the first miss ends the track.)
-4. Scoring. A track's score is the mean of its link scores up to its last made link, missed ones counting 0 (0 for a
-   single-frame track). Tracks with score >= `score_threshold` and at least `min_length` frames are kept.
+4. Scoring. A track's score is the mean over its frames of the link scores up to its last made link (each link
+   weighs as many frames as its interval; missed ones count 0; 0 for a single-frame track), so it means the same for
+   any keyframe spacing. Tracks with score >= `score_threshold` and at least `min_length` frames are kept, one row per
+   frame; `keyframe` is true where the box is a keyframe's proposal (the seed, or a snapped match) and false where it
+   was carried by the flow.
 
 Random noise gives no coherent flow (forward-backward errors are large) and a uniform frame gives LK nothing to lock
 on, so both end tracks at once instead of producing spurious ones.
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -51,7 +58,7 @@ from vidssl.proposals import BOX_COLUMNS
 # points against 1.1 ms for 9 x 9 (even sizes suit OpenCV's SIMD), and 5 iterations to 0.1 px suffice for a 1 px
 # forward-backward test.
 LK_PARAMS = dict(winSize=(8, 8), maxLevel=1, criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 5, 0.1))
-TRACK_COLUMNS = ["track", "frame", *BOX_COLUMNS, "score"]
+TRACK_COLUMNS = ["track", "frame", *BOX_COLUMNS, "score", "keyframe"]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -138,45 +145,95 @@ def match(propagated: np.ndarray, kept: np.ndarray, candidates: np.ndarray) -> t
     return link, iou, matched
 
 
-def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, score_threshold: float = 0.5,
+@dataclass
+class _Chains:
+    """Every track of a chunk while it is linked: boxes per frame, which are proposals, running sums, the live set."""
+    boxes: np.ndarray  # tracks x frames x 4, NaN after a track's end
+    from_proposal: np.ndarray  # tracks x frames
+    link_sum: np.ndarray  # sum over made links of link score x frames the link spans
+    length: np.ndarray  # frames up to and including the last made link
+    missed: np.ndarray  # missed links in a row
+    survival: np.ndarray  # product of the shares of points kept since the last keyframe
+    live: np.ndarray
+
+    @classmethod
+    def seeded(cls, seeds: np.ndarray, n_frames: int) -> "_Chains":
+        n_tracks = len(seeds)
+        boxes = np.full((n_tracks, n_frames, 4), np.nan, np.float32)
+        boxes[:, 0] = seeds
+        from_proposal = np.zeros((n_tracks, n_frames), bool)
+        from_proposal[:, 0] = True
+        return cls(boxes, from_proposal, np.zeros(n_tracks), np.ones(n_tracks, int), np.zeros(n_tracks, int),
+                   np.ones(n_tracks), np.arange(n_tracks))
+
+    def link(self, frame: int, interval: int, candidates: np.ndarray, *, link_floor: float, snap_iou: float,
+             max_missed: int) -> None:
+        """Match the live tracks' carried boxes at keyframe `frame`, `interval` frames after the previous one."""
+        live, carried = self.live, self.boxes[self.live, frame]
+        # The per-frame survival rate (geometric mean): on a dense link's scale, so floor and threshold keep their
+        # meaning over any interval, and one frame that loses most points pulls it down as it broke the chain.
+        rate = self.survival[live] ** (1.0 / interval)
+        link, iou, matched = match(carried, rate, candidates)
+        linked = (link >= link_floor) & (rate > 0)
+        snapped = linked & (iou >= snap_iou)
+        self.boxes[live, frame] = np.where(snapped[:, None], matched, carried)
+        self.from_proposal[live, frame] = snapped
+        self.link_sum[live[linked]] += link[linked] * interval
+        self.length[live[linked]] = frame + 1
+        self.missed[live] = np.where(linked, 0, self.missed[live] + 1)
+        self.survival[live] = 1.0
+        self.live = live[(rate > 0) & (self.missed[live] <= max_missed)]
+
+
+def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, keyframes=None, score_threshold: float = 0.5,
                min_length: int = 10, link_floor: float = 0.3, snap_iou: float = 0.7, max_missed: int = 3,
                points: int = 16, fb_error: float = 1.0, max_tracks: int = 50) -> pd.DataFrame:
-    """Tracks through one chunk (see the module docstring): columns track, frame, x1, y1, x2, y2, score."""
+    """Tracks through one chunk (see the module docstring): columns track, frame, x1, y1, x2, y2, score, keyframe.
+
+    `keyframes` (default: every frame) are the frames whose proposals are matched; frame 0 must be one. Tracking stops
+    at the last keyframe before len(frames); the proposals of other frames are not read.
+    """
     if len(frames) != len(proposals):
         raise ValueError(f"{len(frames)} frames but {len(proposals)} proposal arrays")
     if not frames:
         return _empty_tracks()[TRACK_COLUMNS]
-    n_frames = len(frames)
+    is_key = np.zeros(len(frames), bool)
+    is_key[[k for k in (range(len(frames)) if keyframes is None else keyframes) if 0 <= k < len(frames)]] = True
+    if not is_key[0]:
+        raise ValueError("keyframes must include frame 0")
+    horizon = int(np.nonzero(is_key)[0][-1])
     seeds = np.asarray(proposals[0], np.float32).reshape(-1, 4)[:max_tracks]
-    n_tracks = len(seeds)
-    boxes = np.full((n_tracks, n_frames, 4), np.nan, np.float32)
-    boxes[:, 0] = seeds
-    link_sum = np.zeros(n_tracks)
-    length = np.ones(n_tracks, int)  # up to and including the last linked frame
-    missed = np.zeros(n_tracks, int)
-    live = np.arange(n_tracks)
-    grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
-    for t in range(n_frames - 1):
-        if len(live) == 0:
+    chains = _Chains.seeded(seeds, horizon + 1)
+    grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames[:horizon + 1]]
+    previous_key = 0
+    for t in range(horizon):
+        if len(chains.live) == 0:
             break
-        propagated, kept = propagate(grays[t], grays[t + 1], boxes[live, t], points=points, fb_error=fb_error)
+        live = chains.live
+        carried, kept = propagate(grays[t], grays[t + 1], chains.boxes[live, t], points=points, fb_error=fb_error)
+        chains.boxes[live, t + 1] = carried
+        chains.survival[live] *= kept
+        if not is_key[t + 1]:
+            chains.live = live[kept > 0]  # no point left to follow: the track ends on its last made link
+            continue
         candidates = np.asarray(proposals[t + 1], np.float32).reshape(-1, 4)
-        link, iou, matched = match(propagated, kept, candidates)
-        linked = (link >= link_floor) & (kept > 0)
-        missed[live] = np.where(linked, 0, missed[live] + 1)
-        snapped = linked & (iou >= snap_iou)
-        boxes[live, t + 1] = np.where(snapped[:, None], matched, propagated)
-        link_sum[live[linked]] += link[linked]
-        length[live[linked]] = t + 2
-        live = live[(kept > 0) & (missed[live] <= max_missed)]
+        chains.link(t + 1, t + 1 - previous_key, candidates, link_floor=link_floor, snap_iou=snap_iou,
+                    max_missed=max_missed)
+        previous_key = t + 1
+    return _kept_tracks(chains, score_threshold=score_threshold, min_length=min_length)
 
-    score = np.where(length > 1, link_sum / np.maximum(length - 1, 1), 0.0)
+
+def _kept_tracks(chains: _Chains, *, score_threshold: float, min_length: int) -> pd.DataFrame:
+    """One row per frame of each track with score >= `score_threshold` and at least `min_length` frames."""
+    length = chains.length
+    score = np.where(length > 1, chains.link_sum / np.maximum(length - 1, 1), 0.0)
     keep = np.nonzero((score >= score_threshold) & (length >= min_length))[0]
     track_ids = np.repeat(np.arange(len(keep), dtype=np.int32), length[keep])
     frame_ids = np.concatenate([np.arange(length[i], dtype=np.int32) for i in keep]) if len(keep) else np.zeros(0, np.int32)
     result = pd.DataFrame({"track": track_ids, "frame": frame_ids})
-    result[BOX_COLUMNS] = boxes[keep[track_ids], frame_ids] if len(keep) else np.zeros((0, 4), np.float32)
+    result[BOX_COLUMNS] = chains.boxes[keep[track_ids], frame_ids] if len(keep) else np.zeros((0, 4), np.float32)
     result["score"] = score[keep][track_ids].astype(np.float32)
+    result["keyframe"] = chains.from_proposal[keep[track_ids], frame_ids] if len(keep) else np.zeros(0, bool)
     return result
 
 
@@ -258,4 +315,4 @@ def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_t
 
 def _empty_tracks() -> pd.DataFrame:
     return empty_frame({"video": object, "chunk": np.int32, "track": np.int32, "frame": np.int32,
-                        **dict.fromkeys([*BOX_COLUMNS, "score"], np.float32)})
+                        **dict.fromkeys([*BOX_COLUMNS, "score"], np.float32), "keyframe": bool})

@@ -1,0 +1,61 @@
+"""Keyframes: proposals matched only on chunk frames 0, N, 2N, ... and the frames pairs use; flow carries the boxes in
+between. N = 1 is the dense tracker value for value."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_tracks import BOXES, chunk_coverage, moving_object_frames
+from vidssl.errors import UserError
+from vidssl.pairs import keyframes
+from vidssl.selective_search import selective_search
+from vidssl.tracks import link_chunk
+
+
+@pytest.fixture(scope="module")
+def scene():
+    frames, truth = moving_object_frames()
+    return frames, truth, [selective_search(f) for f in frames]
+
+
+def test_keyframes_of_a_chunk():
+    assert keyframes(60, 1, 40, "strided") == list(range(60))
+    assert keyframes(60, 10, 40, "strided") == [0, 10, 20, 30, 40]
+    assert keyframes(60, 40, 40, "strided") == [0, 40]
+    assert keyframes(60, 15, 40, "strided") == [0, 15, 30, 40], "pair frames join the multiples of N"
+    assert len(keyframes(60, 10, 40, "all")) == 42, "all pairs use frames 0-19 and 40-59"
+    assert keyframes(30, 10, 40, "strided") == [0, 10, 20, 29], "no pair fits: the last frame ends the chunk"
+    with pytest.raises(UserError):
+        keyframes(60, 0)
+
+
+def test_every_frame_a_keyframe_is_the_dense_tracker(scene):
+    """Reference written by link_chunk before keyframes existed, on this scene with the default parameters."""
+    frames, _, proposals = scene
+    reference = np.load(Path(__file__).parent / "data" / "tracks_dense.npz")
+    for keys in (None, range(60)):
+        tracks = link_chunk(frames, proposals, keyframes=keys)
+        for column in ("track", "frame", "score"):
+            np.testing.assert_array_equal(tracks[column].to_numpy(), reference[column])
+        np.testing.assert_array_equal(tracks[BOXES].to_numpy(), reference["boxes"])
+
+
+def test_keyframe_tracks_read_only_keyframe_proposals(scene):
+    frames, truth, proposals = scene
+    keys = list(range(0, 60, 10)) + [59]
+    only_keys = [p if i in keys else np.zeros((0, 4), np.float32) for i, p in enumerate(proposals)]
+    tracks = link_chunk(frames, proposals, keyframes=keys)
+    assert tracks.equals(link_chunk(frames, only_keys, keyframes=keys))
+    for _, track in tracks.groupby("track"):  # one row per frame from frame 0, ending on a keyframe
+        assert track.frame.tolist() == list(range(len(track))) and track.frame.iat[-1] in keys
+    assert set(tracks.frame[tracks.keyframe]) <= set(keys)
+    for row in tracks[tracks.keyframe].itertuples():
+        assert (proposals[row.frame] == [row.x1, row.y1, row.x2, row.y2]).all(axis=1).any()
+    dense = link_chunk(frames, proposals)
+    for result in (dense, tracks):
+        assert chunk_coverage(result, truth, 0) >= 0.9
+    with pytest.raises(ValueError):
+        link_chunk(frames, proposals, keyframes=[10, 20])
+
