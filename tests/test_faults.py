@@ -179,6 +179,44 @@ def test_a_trained_model_follows_its_inputs_in_snakemake(upstream, tmp_path):
     assert "resuming" not in log.read_text() and pd.read_csv(model / "train.csv").step.tolist() == list(range(1, 7))
 
 
+def feature_file(path: Path, bad: float, rows: int = 12) -> Path:
+    """A feature file as vidssl.features.extract writes it, with `bad` (NaN or inf) in row 3."""
+    features = np.random.default_rng(0).normal(size=(rows, 8)).astype(np.float32)
+    features[3, 5] = bad
+    with h5py.File(path, "w") as h5:
+        h5["features"], h5["label"], h5["set"] = features, np.arange(rows) % 2, np.arange(rows) // 2
+    return path
+
+
+def crops_file(path: Path, rows: int = 12) -> Path:
+    with h5py.File(path, "w") as h5:
+        h5.attrs["part_names"] = json.dumps({"car": ["wheel"]})
+        h5["class_name"] = np.array(["car"] * rows, dtype=object).astype("S")
+        h5["image"] = np.array([f"i{i}" for i in range(rows)], dtype=object).astype("S")
+        h5["split"] = np.arange(rows) % 2
+        h5["part_maps"] = np.zeros((rows, 16, 16), np.uint8)
+    return path
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_features_stop_every_stage_that_reads_them_naming_the_file(tmp_path, bad):
+    from vidssl import classification, invariance, partseg_probe
+
+    features = feature_file(tmp_path / "features.h5", bad)
+    expected = f"{features}: 1 feature rows hold NaN or inf (first rows [3])"
+    stages = {
+        "invariance": lambda: invariance.score_feature_files([str(features)], top_k=[2], firing_rate=0.01,
+                                                             min_set_size=2),
+        "classification": lambda: classification.score_dataset(str(features), str(tmp_path / "index.parquet"), seed=0),
+        "partseg probe": lambda: partseg_probe.probe_all(crops_file(tmp_path / "crops.h5"), features, classes=["car"],
+                                                         size=16, epochs=1, lr=1e-3, seed=0),
+    }
+    for stage, run in stages.items():
+        with pytest.raises(UserError) as stopped:
+            run()
+        assert str(stopped.value) == expected, stage
+
+
 def truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])

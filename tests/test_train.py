@@ -164,6 +164,22 @@ def test_a_finished_run_then_the_same_run_starts_from_step_0(data, tmp_path):
     assert again["resumed_from"] == 0 and again["loss"] == first["loss"]
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("lr", [math.nan, 1e30])
+def test_a_non_finite_loss_stops_the_run_at_its_step(data, tmp_path, method, lr):
+    """A NaN learning rate makes every weight NaN at step 1, so step 2's loss is NaN; 1e30 makes them explode."""
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=4, lr=lr, knn_every=0, checkpoint_every=1)
+    with pytest.raises(UserError, match=r"loss became (nan|inf) at step (\d+)") as stopped:
+        run(method, data, tmp_path / method, cfg=cfg)
+    if math.isnan(lr):
+        assert "loss became nan at step 2 " in str(stopped.value)
+    assert not (tmp_path / method / "backbone.pth").exists()
+    step = int(re.search(r"at step (\d+)", str(stopped.value))[1])
+    saved = torch.load(tmp_path / method / "resume.pt", weights_only=True)  # the last state with a finite loss
+    assert saved["step"] == step - 1 and all(map(math.isfinite, (row["loss"] for row in saved["history"])))
+
+
 def test_region_tracker_with_workers(data, tmp_path):
     cfg = copy.deepcopy(CFG)
     cfg["train"].update(steps=1, workers=1, knn_every=0)

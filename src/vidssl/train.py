@@ -91,6 +91,35 @@ def run_info(cfg: dict, device: torch.device) -> dict:
             "python": platform.python_version()}
 
 
+class LossWatch:
+    """Each step's loss read off the device one step late, so that the GPU always has the next step queued; a NaN or
+    inf stops the run at the step that made it, before a checkpoint or the backbone holds its weights."""
+
+    def __init__(self):
+        self.pending = []  # (history row, the loss on the host or on its way there, the copy's CUDA event)
+
+    def add(self, row: dict) -> None:
+        loss, event = row["loss"], None
+        if loss.device.type == "cuda":
+            host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            host.copy_(loss, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            loss = host
+        self.pending.append((row, loss, event))
+
+    def settle(self, keep: int = 0) -> None:
+        """Read all but the newest `keep` losses, in step order; raise UserError at the first that is not finite."""
+        while len(self.pending) > keep:
+            row, loss, event = self.pending.pop(0)
+            if event is not None:
+                event.synchronize()
+            row["loss"] = float(loss)
+            if not math.isfinite(row["loss"]):
+                raise UserError(f"loss became {row['loss']} at step {row['step']} (lr {row['lr']:.3g}); no backbone "
+                                "is written: lower train.lr, or look for broken inputs")
+
+
 @dataclass
 class Run:
     """What the phases of one training run share."""
@@ -106,6 +135,7 @@ class Run:
     stepper: torch.nn.Module | None = None  # the model, wrapped by DistributedDataParallel under torchrun
     start: int = 0
     history: list[dict] = field(default_factory=list)
+    losses: LossWatch = field(default_factory=LossWatch)
 
     @property
     def steps(self) -> int:
@@ -227,19 +257,22 @@ def train_steps(run: Run, last: int) -> None:
         if knn is not None and (done % t["knn_every"] == 0 or done == run.steps):
             row["knn_top1"] = knn(run.trained, run.device)
         run.history.append(row)
+        run.losses.add(row)
+        run.losses.settle(keep=1)
         progress.update()
-        if done % 20 == 0 or done == last:
-            progress.set_postfix(loss=f"{float(loss):.3f}")
+        if done % 20 == 0 and len(run.history) > 1:
+            progress.set_postfix(loss=f"{run.history[-2]['loss']:.3f}")  # the newest loss read off the device
         if done % t["checkpoint_every"] == 0 and done < last:
+            run.losses.settle()
             checkpoint(run, done)
         clock = time.perf_counter()
+    run.losses.settle()
     progress.close()
 
 
 def checkpoint(run: Run, step: int) -> None:
-    """checkpoint.pt and the resume copy (the same state), and train.csv so far; only rank 0 writes."""
-    for row in run.history:  # the losses stay on the device until here: reading each step would stall the GPU queue
-        row["loss"] = float(row["loss"])
+    """checkpoint.pt and the resume copy (the same state), and train.csv so far (its losses settled); only rank 0
+    writes."""
     if not distributed.is_main():
         return
     cuda = run.device.type == "cuda"
