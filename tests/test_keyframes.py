@@ -1,5 +1,6 @@
-"""Keyframes: proposals matched only on chunk frames 0, N, 2N, ... and the frames pairs use; flow carries the boxes in
-between. N = 1 is the dense tracker value for value."""
+"""Keyframes: selective search only on chunk frames 0, N, 2N, ... and the frames pairs use; flow carries the boxes in
+between. N = 1 is the dense tracker value for value; with N > 1 tracks still follow small objects, the proposals stage
+searches only the keyframes, and no frame after the last pair frame is searched or tracked."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_tracks import BOXES, chunk_coverage, moving_object_frames
+from test_tracks import BOXES, chunk_coverage, moving_object_frames, small_object_container
 from vidssl.errors import UserError
+from vidssl.io import parquet_metadata, read_parquet
 from vidssl.pairs import keyframes
+from vidssl.proposals import propose_shard
 from vidssl.selective_search import selective_search
-from vidssl.tracks import link_chunk
+from vidssl.tracks import link_chunk, track_shard
 
 
 @pytest.fixture(scope="module")
@@ -58,4 +61,37 @@ def test_keyframe_tracks_read_only_keyframe_proposals(scene):
         assert chunk_coverage(result, truth, 0) >= 0.9
     with pytest.raises(ValueError):
         link_chunk(frames, proposals, keyframes=[10, 20])
+
+
+@pytest.fixture(scope="module")
+def small_object(tmp_path_factory):
+    return small_object_container(tmp_path_factory.mktemp("small"))
+
+
+@pytest.mark.parametrize("k, tracked", [(40, 41), (59, 60)])
+def test_small_object_followed_with_keyframes(small_object, tmp_path, k, tracked):
+    """N = 10: the best track covers >= 80% of every chunk's frames a pair can use (0-40 for k = 40, all for k = 59)."""
+    chunks, truth, starts = small_object
+    propose_shard(chunks, tmp_path / "proposals.parquet", keyframe_every=10, pairs=dict(k=k, mode="strided"))
+    track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "tracks.parquet")
+    tracks = read_parquet(tmp_path / "tracks.parquet")
+    assert tracks.frame.max() == tracked - 1
+    coverage = [chunk_coverage(tracks[tracks.chunk == chunk], truth, start, tracked) for chunk, start in enumerate(starts)]
+    assert min(coverage) >= 0.8, coverage
+
+
+def test_strided_pairs_search_and_track_only_up_to_the_last_pair_frame(small_object, tmp_path):
+    """60-frame chunks, k = 40, N = 40: frames 0 and 40 are searched; frames 41-59 get neither search nor flow."""
+    chunks, _, _ = small_object
+    proposals, out = tmp_path / "proposals.parquet", tmp_path / "tracks.parquet"
+    summary = propose_shard(chunks, proposals, keyframe_every=40, pairs=dict(k=40, mode="strided"))
+    table = read_parquet(proposals)
+    assert set(table.frame) == {0, 40} and summary["frames_searched"] == 8 and summary["frames"] == 240
+    params = parquet_metadata(proposals)["params"]
+    assert params["keyframe_every"] == 40 and params["pairs"] == {"k": 40, "mode": "strided"}
+    track_shard(chunks, proposals, out, min_length=10)
+    tracks = read_parquet(out)
+    assert not tracks.empty and tracks.frame.max() == 40
+    assert set(tracks.frame[tracks.keyframe]) <= {0, 40}
+    assert parquet_metadata(out)["params"]["keyframe_every"] == 40
 

@@ -77,6 +77,10 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
          {"tracks", "track_pairs", "track_sheet", "train_region_tracker", "training_plot", "features",
           "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
           "classification_scores", "classification", "all"}),
+        ("tracks:\n  keyframe_every: 3\n",
+         {"proposals", "tracks", "track_pairs", "track_sheet", "train_region_tracker", "training_plot", "features",
+          "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
+          "classification_scores", "classification", "all"}),
         ("classification:\n  test_fraction: 0.5\n",
          {"eval_index", "classification_features", "classification_scores", "classification", "all"}),
     ],
@@ -94,6 +98,15 @@ def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
     if "eval_index" in reruns:
         # only the classification set's list; every method's classification features and scores
         assert jobs["eval_index"] == 1 and jobs["classification_features"] == jobs["classification_scores"] == 5
+
+
+def test_pairs_change_reruns_proposals_only_when_it_changes_the_keyframes(tiny_run):
+    """The proposals rule's params are the keyframes themselves: with keyframe_every 1 every frame is one whatever the
+    pairs, so a new k reruns the pairs, not the search (with keyframe_every > 1 a k that moves a pair frame would)."""
+    result = snakemake(tiny_run, "-n", "--rerun-triggers", "params", "input", overlay="pairs:\n  k: 12\n")
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result)
+    assert "frame_pairs" in jobs and "proposals" not in jobs and "tracks" not in jobs
 
 
 def test_nothing_to_do_after_a_full_run(tiny_run):

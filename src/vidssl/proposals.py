@@ -1,4 +1,4 @@
-"""The proposals stage: selective search on every frame of a shard, deterministic across runs and worker counts.
+"""The proposals stage: selective search on the keyframes of a shard, deterministic across runs and worker counts.
 
 The per-frame search and its seeding live in `vidssl.selective_search`, the only module the worker processes import.
 """
@@ -19,6 +19,7 @@ from tqdm import tqdm
 from vidssl.chunk_store import ChunkStore
 from vidssl.errors import UserError
 from vidssl.io import empty_frame, write_parquet
+from vidssl.pairs import keyframes
 from vidssl.selective_search import check_mode, init_worker, propose_chunk, single_opencv_thread
 
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
@@ -67,21 +68,27 @@ def _in_workers(tasks: Iterable[tuple], threads: int, chunks_path: str) -> Itera
 
 
 def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
-                  min_region: int = 36, threads: int = 1, log=None) -> dict:
-    """Selective search on every frame of a shard's chunk container, one chunk per task over `threads` processes.
+                  min_region: int = 36, keyframe_every: int = 1, pairs: dict | None = None, threads: int = 1,
+                  log=None) -> dict:
+    """Selective search on the keyframes of a shard's chunk container, one chunk per task over `threads` processes.
 
-    Writes video, chunk, frame, rank, x1, y1, x2, y2 (one row group per chunk) to `out_path`; frames that fail or give no
-    box are listed in the metadata's "skipped". The file does not depend on `threads`.
+    The keyframes are `vidssl.pairs.keyframes` of each chunk for `keyframe_every` and the frame pairs `pairs` (k, mode):
+    every frame when `keyframe_every` is 1. Writes video, chunk, frame, rank, x1, y1, x2, y2 (one row group per chunk)
+    to `out_path`, with the search and keyframe parameters in its metadata (the tracks stage reads them there); frames
+    that fail or give no box are listed in the metadata's "skipped". The file does not depend on `threads`.
     """
     check_mode(mode)
     store = ChunkStore(chunks_path)
-    params = dict(mode=mode, top_k=int(top_k), min_size=int(min_size), min_region=int(min_region))
+    pairs = dict(k=int((pairs or {}).get("k", 40)), mode=(pairs or {}).get("mode", "strided"))
+    search = dict(mode=mode, top_k=int(top_k), min_size=int(min_size), min_region=int(min_region))
     frames, chunks = store.index.frame.to_numpy(), store.chunks()
+    keys = {n: np.asarray(keyframes(int(n), int(keyframe_every), **pairs)) for n in set(chunks.n_frames)}
 
     def tasks():  # read lazily: only the chunks in flight are held in memory
         for row in chunks.itertuples():
             rows = store.chunk_rows(row.video, row.chunk)
-            yield row.video, int(row.chunk), frames[rows], store.jpeg_rows(rows), params
+            rows = rows[np.isin(frames[rows], keys[row.n_frames])]
+            yield row.video, int(row.chunk), frames[rows], store.jpeg_rows(rows), search
 
     progress = dict(total=len(chunks), desc=f"proposals {chunks_path}", unit="chunk")
     if threads <= 1:
@@ -104,12 +111,16 @@ def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k:
     for item in skipped:
         if log:
             log.warning("proposals skipped %s", item)
-    summary = dict(frames=len(store), frames_with_proposals=int(table.groupby(["video", "chunk", "frame"]).ngroups),
-                   proposals=len(table), skipped=skipped, params=params)
+    searched = int(sum(len(keys[n]) for n in chunks.n_frames))
+    summary = dict(frames=len(store), frames_searched=searched,
+                   frames_with_proposals=int(table.groupby(["video", "chunk", "frame"]).ngroups),
+                   proposals=len(table), skipped=skipped,
+                   params=dict(**search, keyframe_every=int(keyframe_every), pairs=pairs))
     write_parquet(table, out_path, sort_by=["video", "chunk", "frame", "rank"], group_by=["video", "chunk"],
                   metadata=summary)
     if log:
-        log.info("proposals: %d boxes on %d of %d frames", len(table), summary["frames_with_proposals"], len(store))
+        log.info("proposals: %d boxes on %d of %d keyframes (%d frames)", len(table), summary["frames_with_proposals"],
+                 searched, len(store))
     return summary
 
 

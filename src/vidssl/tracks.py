@@ -50,7 +50,8 @@ from tqdm import tqdm
 
 from vidssl.chunk_store import ChunkStore
 from vidssl.errors import UserError
-from vidssl.io import empty_frame, parquet_file, write_parquet
+from vidssl.io import empty_frame, parquet_file, parquet_metadata, write_parquet
+from vidssl.pairs import keyframes
 from vidssl.proposals import BOX_COLUMNS
 
 # Frames are stored at ~128 px, where objects move a few pixels between frames: an 8 x 8 window on two pyramid levels
@@ -257,16 +258,31 @@ def _proposal_groups(proposals_path: str) -> tuple[pq.ParquetFile, dict[tuple[st
     return handle, groups
 
 
+def _chunk_proposals(handle: pq.ParquetFile, groups: dict, video: str, chunk: int, n_frames: int) -> list[np.ndarray]:
+    """Each frame's proposals in rank order (empty for a frame without any, such as a frame that is no keyframe)."""
+    proposals = [np.zeros((0, 4), np.float32)] * n_frames
+    if (video, chunk) in groups:
+        table = handle.read_row_group(groups[(video, chunk)], columns=["frame", "rank", *BOX_COLUMNS])
+        table = table.to_pandas().sort_values(["frame", "rank"], kind="stable")
+        for frame, group in table.groupby("frame", sort=True):
+            if 0 <= frame < n_frames:
+                proposals[frame] = group[BOX_COLUMNS].to_numpy(np.float32)
+    return proposals
+
+
 def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_threshold: float = 0.5,
                 min_length: int = 10, link_floor: float = 0.3, snap_iou: float = 0.7, max_missed: int = 3,
                 points: int = 16, fb_error: float = 1.0, max_tracks: int = 50, log=None) -> dict:
-    """Tracks for every chunk of a shard: video, chunk, track, frame, x1, y1, x2, y2, score, one row group per chunk.
+    """Tracks for every chunk of a shard: video, chunk, track, frame, x1, y1, x2, y2, score, keyframe, one row group per
+    chunk, on the keyframes the proposals were searched on (recorded in their metadata).
 
     Chunks that yield no track are listed, with the reason, in the metadata's "no_tracks"; chunks cut short by a frame
     that does not decode (tracks stop before it) in "truncated".
     """
     store = ChunkStore(chunks_path)
     handle, groups = _proposal_groups(proposals_path)
+    searched = parquet_metadata(proposals_path).get("params", {})
+    every, pairs = int(searched.get("keyframe_every", 1)), searched.get("pairs", {})
     params = dict(score_threshold=score_threshold, min_length=int(min_length), link_floor=link_floor,
                   snap_iou=snap_iou, max_missed=int(max_missed), points=int(points), fb_error=fb_error,
                   max_tracks=int(max_tracks))
@@ -274,40 +290,34 @@ def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_t
     chunks = store.chunks()
     for row in tqdm(list(chunks.itertuples()), desc=f"tracks {chunks_path}", unit="chunk"):
         where = dict(video=row.video, chunk=int(row.chunk))
-        proposals = [np.zeros((0, 4), np.float32)] * row.n_frames
-        if (row.video, int(row.chunk)) in groups:
-            table = handle.read_row_group(groups[(row.video, int(row.chunk))], columns=["frame", "rank", *BOX_COLUMNS])
-            table = table.to_pandas().sort_values(["frame", "rank"], kind="stable")
-            for frame, group in table.groupby("frame", sort=True):
-                if 0 <= frame < row.n_frames:
-                    proposals[frame] = group[BOX_COLUMNS].to_numpy(np.float32)
-        empty = sum(len(p) == 0 for p in proposals)
+        keys = keyframes(int(row.n_frames), every, **pairs)
+        proposals = _chunk_proposals(handle, groups, row.video, int(row.chunk), int(row.n_frames))
+        empty = sum(len(proposals[k]) == 0 for k in keys)
         if len(proposals[0]) == 0:
-            no_tracks.append({**where, "reason": f"first frame has no proposals ({empty} of {row.n_frames} frames have none)"})
+            no_tracks.append({**where, "reason": f"first frame has no proposals ({empty} of {len(keys)} keyframes have none)"})
             continue
-        frames = store.chunk_frames(row.video, row.chunk)
+        frames = store.read_rows(store.chunk_rows(row.video, row.chunk)[:keys[-1] + 1])  # none after the last keyframe
         unreadable = next((i for i, frame in enumerate(frames) if frame is None), None)
         if unreadable is not None:
             truncated.append({**where, "frame": unreadable, "reason": "stored JPEG does not decode; tracks stop before it"})
-            frames, proposals = frames[:unreadable], proposals[:unreadable]
-        tracks = link_chunk(frames, proposals, **params)
+            frames = frames[:unreadable]
+        tracks = link_chunk(frames, proposals[:len(frames)], keyframes=keys, **params)
         if tracks.empty:
             no_tracks.append({**where, "reason": f"no track reached {min_length} frames with score >= {score_threshold}"
-                                                 f" ({empty} of {row.n_frames} frames have no proposals)"})
+                                                 f" ({empty} of {len(keys)} keyframes have no proposals)"})
             continue
         tracks.insert(0, "video", row.video)
         tracks.insert(1, "chunk", np.int32(row.chunk))
         parts.append(tracks)
-    columns = ["video", "chunk", *TRACK_COLUMNS]
     result = pd.concat(parts, ignore_index=True) if parts else _empty_tracks()
     n_tracks = int(result.groupby(["video", "chunk", "track"]).ngroups)
     summary = dict(chunks=len(chunks), chunks_with_tracks=len(parts), tracks=n_tracks, no_tracks=no_tracks,
-                   truncated=truncated, params=params)
+                   truncated=truncated, params={**params, "keyframe_every": every, "pairs": pairs})
     for item in no_tracks + truncated:
         if log:
             log.info("tracks: %s", item)
-    write_parquet(result[columns], out_path, sort_by=["video", "chunk", "track", "frame"], group_by=["video", "chunk"],
-                  metadata=summary)
+    write_parquet(result[["video", "chunk", *TRACK_COLUMNS]], out_path, sort_by=["video", "chunk", "track", "frame"],
+                  group_by=["video", "chunk"], metadata=summary)
     if log:
         log.info("tracks: %d tracks in %d of %d chunks", n_tracks, len(parts), len(chunks))
     return summary

@@ -1,5 +1,7 @@
 # proposals (selective search) -> tracks (optical-flow linking) -> frame pairs and tracked-patch pairs.
 
+from vidssl.pairs import keyframes as chunk_keyframes
+
 
 rule proposals:
     input:
@@ -8,6 +10,10 @@ rule proposals:
         "results/proposals/{shard}.parquet",
     params:
         proposals=config["proposals"],
+        keyframe_every=config["tracks"]["keyframe_every"],
+        # the keyframes themselves, not the pairs behind them: a pairs change that keeps them reruns nothing here
+        keyframes=chunk_keyframes(config["chunks"]["length"], config["tracks"]["keyframe_every"], config["pairs"]["k"],
+                                  config["pairs"]["mode"]),
     threads: 2
     log:
         "logs/proposals/{shard}.log",
