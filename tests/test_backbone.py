@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 from vidssl.backbone import (build_resnet, export_backbone, feature_dim, import_pretrained, load_backbone,
-                             random_backbone)
+                             model_options, pooled_features, random_backbone, resnet)
 from vidssl.io import UserError
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
@@ -28,6 +28,54 @@ def test_build_and_dims():
     assert feature_dim("resnet50") == 2048
     with pytest.raises(UserError, match="resnet34"):
         build_resnet("resnet34")
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_default_options_draw_torchvision_weights(arch):
+    torch.manual_seed(5)
+    expected = getattr(torchvision.models, arch)(weights=None).state_dict()
+    torch.manual_seed(5)
+    assert same_weights(resnet(arch).state_dict(), expected)
+
+
+def test_width_scales_every_stage():
+    net = build_resnet("resnet18", width=0.25)
+    assert [net.layer1[0].conv1.out_channels, net.layer2[0].conv1.out_channels, net.layer3[0].conv1.out_channels,
+            net.layer4[0].conv1.out_channels] == [16, 32, 64, 128]
+    assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 128) == (2, feature_dim("resnet18", 0.25))
+    assert feature_dim("resnet50", 0.5) == 1024 == resnet("resnet50", width=0.5).feature_dim
+    with pytest.raises(UserError, match="model.width"):
+        build_resnet("resnet18", width=0.01)
+    with pytest.raises(UserError, match="model.stem"):
+        build_resnet("resnet18", stem="cifar")
+
+
+def test_small_stem_keeps_the_input_resolution_until_layer2():
+    small, imagenet = build_resnet("resnet18", stem="small").eval(), build_resnet("resnet18").eval()
+    x = torch.zeros(1, 3, 32, 32)
+    assert small.conv1.kernel_size == (3, 3) and isinstance(small.maxpool, torch.nn.Identity)
+    assert small.layer1(small.maxpool(small.relu(small.bn1(small.conv1(x))))).shape[-1] == 32
+    assert small.layer4(small.layer3(small.layer2(small.layer1(small.conv1(x))))).shape[-1] == 4
+    assert (small.layer3_stride, imagenet.layer3_stride) == (4, 16)
+    assert torch.allclose(pooled_features(small, x), small(x))
+
+
+def test_model_options_default_to_torchvision():
+    assert model_options({"arch": "resnet18"}) == {"width": 1.0, "stem": "imagenet"}
+    assert model_options({"width": 0.5, "stem": "small"}) == {"width": 0.5, "stem": "small"}
+
+
+@pytest.mark.parametrize("width, stem", [(0.25, "small"), (0.5, "imagenet")])
+def test_random_init_round_trips_with_its_options(tmp_path, width, stem):
+    """The Random init row is the trained rows' network untrained: export, then load, gives back the same net."""
+    random_backbone("resnet18", 0, tmp_path / "r.pth", width=width, stem=stem)
+    torch.manual_seed(0)
+    expected = build_resnet("resnet18", width=width, stem=stem).state_dict()
+    loaded = load_backbone(tmp_path / "r.pth", "resnet18")
+    assert (loaded.width, loaded.stem, loaded.feature_dim) == (width, stem, 8 * round(64 * width))
+    assert same_weights(loaded.state_dict(), expected)
+    with pytest.raises(UserError, match="resnet50"):
+        load_backbone(tmp_path / "r.pth", "resnet50")
 
 
 def test_export_loads_into_torchvision_with_only_fc_missing(tmp_path):

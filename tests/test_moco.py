@@ -15,10 +15,10 @@ torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait 
 BATCH, QUEUE, MOMENTUM = 8, 32, 0.9
 
 
-def tiny_moco(bn_splits=2, image_size=32, seed=0) -> MoCo:
+def tiny_moco(bn_splits=2, image_size=32, seed=0, **options) -> MoCo:
     torch.manual_seed(seed)
     return MoCo("resnet18", dim=16, queue=QUEUE, momentum=MOMENTUM, temperature=0.2, bn_splits=bn_splits,
-                image_size=image_size)
+                image_size=image_size, **options)
 
 
 def batch(seed=1, size=32):
@@ -115,16 +115,17 @@ def test_keys_use_shuffled_split_bn():
     assert torch.allclose(keys, shuffled[torch.argsort(perm)], atol=1e-6)
 
 
-def test_whole_frame_roi_matches_frame_features():
-    model = tiny_moco(image_size=64).eval()
-    x = torch.randn(4, 3, 64, 64)
+@pytest.mark.parametrize("stem, image_size, roi_size", [("imagenet", 64, 4), ("small", 32, 8)])
+def test_whole_frame_roi_matches_frame_features(stem, image_size, roi_size):
+    model = tiny_moco(image_size=image_size, width=0.25, stem=stem).eval()
+    x = torch.randn(4, 3, image_size, image_size)
     with torch.no_grad():
         layer3 = to_layer3(model.encoder_q, x)
         frame = from_layer3(model.encoder_q, layer3)
-        whole = torch.tensor([[0.0, 0.0, 64.0, 64.0]]).repeat(4, 1)
-        patch = from_layer3(model.encoder_q, roi_features(layer3, whole, model.roi_size))
-        small = from_layer3(model.encoder_q, roi_features(layer3, whole / 2, model.roi_size))
-    assert model.roi_size == 4
+        whole = torch.tensor([[0.0, 0.0, image_size, image_size]]).repeat(4, 1)
+        patch = from_layer3(model.encoder_q, roi_features(layer3, whole, model.roi_size, model.roi_stride))
+        small = from_layer3(model.encoder_q, roi_features(layer3, whole / 2, model.roi_size, model.roi_stride))
+    assert model.roi_size == roi_size == layer3.shape[-1]
     assert (F.cosine_similarity(frame, patch) > 0.99).all()
     assert (F.cosine_similarity(frame, small) < F.cosine_similarity(frame, patch)).all()
 
@@ -140,8 +141,9 @@ def test_frames_and_patches_share_layer4_but_not_bn_statistics(bn_splits):
     with torch.no_grad():
         layer3 = to_layer3(net, x_q)
         apart_frame = from_layer3(net, layer3)
-        apart_patch = from_layer3(net, roi_features(layer3, boxes, model.roi_size))
-        mixed = from_layer3(net, torch.cat([layer3, roi_features(layer3, boxes, model.roi_size)]))
+        apart_patch = from_layer3(net, roi_features(layer3, boxes, model.roi_size, model.roi_stride))
+        patches = roi_features(layer3, boxes, model.roi_size, model.roi_stride)
+        mixed = from_layer3(net, torch.cat([layer3, patches]))
     assert torch.allclose(frame, apart_frame, atol=1e-5) and torch.allclose(patch, apart_patch, atol=1e-5)
     assert not torch.allclose(torch.cat([frame, patch]), mixed, atol=1e-3)  # the check can tell the two apart
     assert all(m.num_splits == max(1, bn_splits) for m in net.modules() if isinstance(m, SplitBatchNorm))

@@ -13,35 +13,108 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from vidssl.io import UserError, atomic_path
 
-FEATURE_DIMS = {"resnet18": 512, "resnet50": 2048}
+BLOCKS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
+STEMS = ("imagenet", "small")
+DEFAULT_OPTIONS = {"width": 1.0, "stem": "imagenet"}
 
 
-def _check_arch(arch: str) -> None:
-    if arch not in FEATURE_DIMS:
-        raise UserError(f"model.arch {arch!r} is not one of {', '.join(FEATURE_DIMS)}")
+class ResNet(torchvision.models.ResNet):
+    """torchvision's ResNet with every stage `width` times as wide (64, 128, 256, 512 at 1) and a choice of stem:
+    `imagenet` (7x7 stride-2 conv, max-pool) or `small` (3x3 stride-1 conv, no max-pool, as MoCo's CIFAR-10 demo).
+
+    Its modules, state dict keys and initialisation are torchvision's, built in the same order, so width 1 with the
+    imagenet stem draws exactly torchvision's weights from the same seed.
+    """
+
+    def __init__(self, arch: str, *, width: float = 1.0, stem: str = "imagenet", num_classes: int = 1000,
+                 norm_layer=None):
+        nn.Module.__init__(self)
+        block, layers = BLOCKS[arch]
+        base = stage_channels(width)
+        self._norm_layer = norm_layer or nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = base, 1, 1, 64
+        small = stem == "small"
+        self.conv1 = nn.Conv2d(3, base, kernel_size=3 if small else 7, stride=1 if small else 2,
+                               padding=1 if small else 3, bias=False)
+        self.bn1 = self._norm_layer(base)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if small else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer3_stride = 4 if small else 16  # input pixels per layer3 cell, for ROI pooling
+        self.layer1 = self._make_layer(block, base, layers[0])
+        self.layer2 = self._make_layer(block, 2 * base, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * base, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * base, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.width, self.stem, self.feature_dim = base / 64, stem, 8 * base * block.expansion
+        self.fc = nn.Linear(self.feature_dim, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
 
 
-def feature_dim(arch: str) -> int:
-    _check_arch(arch)
-    return FEATURE_DIMS[arch]
+def stage_channels(width: float) -> int:
+    """Channels of the stem and the first stage at `width` (64 at 1); later stages double it."""
+    base = round(64 * float(width))
+    if base < 4:
+        raise UserError(f"model.width {width} leaves {base} channels in the first stage; use at least {4 / 64:.4f}")
+    return base
 
 
-def build_resnet(arch: str, **kwargs) -> nn.Module:
-    """A randomly initialised torchvision ResNet whose forward returns the pooled post-ReLU trunk vector."""
-    _check_arch(arch)
-    net = getattr(torchvision.models, arch)(weights=None, **kwargs)
+def _check_options(arch: str, width: float, stem: str) -> None:
+    if arch not in BLOCKS:
+        raise UserError(f"model.arch {arch!r} is not one of {', '.join(BLOCKS)}")
+    if stem not in STEMS:
+        raise UserError(f"model.stem {stem!r} is not one of {', '.join(STEMS)}")
+    stage_channels(width)
+
+
+def model_options(model_cfg: dict) -> dict:
+    """The network options (width, stem) of a config's `model` section; absent keys take the defaults."""
+    return {key: model_cfg.get(key, default) for key, default in DEFAULT_OPTIONS.items()}
+
+
+def feature_dim(arch: str, width: float = 1.0) -> int:
+    _check_options(arch, width, "imagenet")
+    return 8 * stage_channels(width) * BLOCKS[arch][0].expansion
+
+
+def resnet(arch: str, *, width: float = 1.0, stem: str = "imagenet", **kwargs) -> ResNet:
+    """A randomly initialised ResNet with its classifier head (num_classes, norm_layer as torchvision's)."""
+    _check_options(arch, width, stem)
+    return ResNet(arch, width=width, stem=stem, **kwargs)
+
+
+def build_resnet(arch: str, **options) -> nn.Module:
+    """A randomly initialised ResNet whose forward returns the pooled post-ReLU trunk vector."""
+    net = resnet(arch, **options)
     net.fc = nn.Identity()
     return net
 
 
+def stem(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The ResNet stem: conv1, BN, ReLU and max-pool (an identity in the small stem)."""
+    return net.maxpool(net.relu(net.bn1(net.conv1(x))))
+
+
 def pooled_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Global-average-pooled layer4 output of a torchvision ResNet, whatever its head."""
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+    """Global-average-pooled layer4 output of a ResNet, whatever its head."""
+    x = net.layer4(net.layer3(net.layer2(net.layer1(stem(net, x)))))
     return torch.flatten(net.avgpool(x), 1)
+
+
+def trunk_options(state_dict: dict) -> dict:
+    """Width and stem of the trunk a state dict holds, read from its first convolution (defaults if it has none)."""
+    conv1 = state_dict.get("conv1.weight")
+    if conv1 is None or conv1.dim() != 4:
+        return dict(DEFAULT_OPTIONS)
+    return {"width": conv1.shape[0] / 64, "stem": "small" if conv1.shape[-1] == 3 else "imagenet"}
 
 
 def trunk_state_dict(state_dict: dict) -> dict:
@@ -74,9 +147,10 @@ def _read_state_dict(path: str | Path) -> dict:
 
 
 def _fitted_trunk(state_dict: dict, arch: str, path: str | Path) -> nn.Module:
-    """A `arch` trunk holding `state_dict`; every trunk key must match exactly (the head is ignored)."""
-    net = build_resnet(arch)
+    """A `arch` trunk holding `state_dict`, of the width and stem the file holds; every trunk key must match exactly
+    (the head is ignored)."""
     state = trunk_state_dict(state_dict)
+    net = build_resnet(arch, **trunk_options(state))
     expected = set(net.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -101,10 +175,11 @@ def export_backbone(state_dict: dict, out_path: str | Path) -> None:
         torch.save(state, tmp)
 
 
-def random_backbone(arch: str, seed: int, out_path: str | Path) -> None:
-    """The "Random init" method: a seeded, untrained ResNet exported like the trained ones."""
+def random_backbone(arch: str, seed: int, out_path: str | Path, **options) -> None:
+    """The "Random init" method: a seeded, untrained ResNet (width and stem as `options`) exported like the trained
+    ones."""
     torch.manual_seed(seed)
-    export_backbone(build_resnet(arch).state_dict(), out_path)
+    export_backbone(build_resnet(arch, **options).state_dict(), out_path)
 
 
 def import_pretrained(path: str | Path, layout: str, arch: str, out_path: str | Path) -> None:

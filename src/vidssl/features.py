@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vidssl.backbone import feature_dim, load_backbone
+from vidssl.backbone import load_backbone
 from vidssl.datasets.eval_sets import load_image
 from vidssl.io import UserError, atomic_path, read_parquet
 
@@ -104,11 +104,12 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
             raise UserError(f"{images_path}: no images to extract features from")
         loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
         with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-            features = h5.create_dataset("features", (len(images), feature_dim(arch)), dtype="float32")
+            features = h5.create_dataset("features", (len(images), model.feature_dim), dtype="float32")
             h5.create_dataset("label", data=labels)
             h5.create_dataset("set", data=sets)
             h5.create_dataset("class_names", data=np.array(classes, dtype=object), dtype=h5py.string_dtype())
-            h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=side)
+            h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=side,
+                            width=model.width, stem=model.stem)
             start = 0
             with torch.inference_mode():
                 for batch in tqdm(loader, desc=f"features {method}/{dataset}"):
@@ -117,5 +118,5 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
                     start += len(output)
         counts[dataset] = len(images)
         if log:
-            log.info("%s/%s: %d images, %d-d features", method, dataset, len(images), feature_dim(arch))
+            log.info("%s/%s: %d images, %d-d features", method, dataset, len(images), model.feature_dim)
     return counts

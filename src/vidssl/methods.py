@@ -98,17 +98,19 @@ def labelled_view(data: TrainingSamples, unit, images: list[np.ndarray], rng: np
 
 
 def moco_model(cfg: dict, classes: int):
+    from vidssl.backbone import model_options
     from vidssl.moco import MoCo
 
     m = cfg["moco"]
     return MoCo(cfg["model"]["arch"], dim=m["dim"], queue=m["queue"], momentum=m["momentum"],
-                temperature=m["temperature"], bn_splits=m["bn_splits"], image_size=cfg["model"]["image_size"])
+                temperature=m["temperature"], bn_splits=m["bn_splits"], image_size=cfg["model"]["image_size"],
+                **model_options(cfg["model"]))
 
 
 def classifier(cfg: dict, classes: int):
-    import torchvision
+    from vidssl.backbone import model_options, resnet
 
-    return getattr(torchvision.models, cfg["model"]["arch"])(weights=None, num_classes=classes)
+    return resnet(cfg["model"]["arch"], num_classes=classes, **model_options(cfg["model"]))
 
 
 def contrastive_loss(model, batch: dict):

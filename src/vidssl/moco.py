@@ -13,10 +13,10 @@ import functools
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torchvision.ops import roi_align
 
+from vidssl.backbone import resnet, stem
 from vidssl.distributed import concat_all_gather, distributed, rank, world_size
 
 
@@ -74,16 +74,15 @@ def batches_normalised_apart(net: nn.Module, batches: int):
             layer.num_splits //= batches
 
 
-def build_encoder(arch: str, dim: int, bn_splits: int) -> nn.Module:
-    """A torchvision ResNet with the MoCo v2 MLP head Linear(d, d)-ReLU-Linear(d, dim)."""
-    net = getattr(torchvision.models, arch)(weights=None, num_classes=dim, norm_layer=norm_layer(bn_splits))
+def build_encoder(arch: str, dim: int, bn_splits: int, **options) -> nn.Module:
+    """A ResNet (width and stem as `options`) with the MoCo v2 MLP head Linear(d, d)-ReLU-Linear(d, dim)."""
+    net = resnet(arch, num_classes=dim, norm_layer=norm_layer(bn_splits), **options)
     net.fc = nn.Sequential(nn.Linear(net.fc.in_features, net.fc.in_features), nn.ReLU(inplace=True), net.fc)
     return net
 
 
 def to_layer3(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    return net.layer3(net.layer2(net.layer1(x)))
+    return net.layer3(net.layer2(net.layer1(stem(net, x))))
 
 
 def from_layer3(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -91,30 +90,32 @@ def from_layer3(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.normalize(net.fc(torch.flatten(net.avgpool(net.layer4(x)), 1)).float(), dim=1)
 
 
-def roi_features(layer3: torch.Tensor, boxes: torch.Tensor, output_size: int) -> torch.Tensor:
-    """ROI-align one box (x1, y1, x2, y2 in input pixels) per image on the stride-16 layer3 map."""
+def roi_features(layer3: torch.Tensor, boxes: torch.Tensor, output_size: int, stride: int) -> torch.Tensor:
+    """ROI-align one box (x1, y1, x2, y2 in input pixels) per image on the layer3 map (`stride` input pixels a cell)."""
     boxes = boxes.float()  # bf16 would round coordinates to whole pixels; autocast runs roi_align in float32
     rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1)
-    return roi_align(layer3, rois, output_size, spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
+    return roi_align(layer3, rois, output_size, spatial_scale=1 / stride, sampling_ratio=2, aligned=True)
 
 
 class MoCo(nn.Module):
     """Query/key encoders, the queue, and one training step's loss (frames, plus tracked patches when boxes are given).
 
     The patch branch ROI-aligns each box on the layer3 map of its own (augmented) frame, computed once for both branches.
-    `roi_size` is the layer3 map side of a training frame (image_size // 16), so a patch passes layer4 at the same
-    resolution as a whole frame (7x7 at 224 px, 2x2 at 64 px) and a whole-frame box reproduces the frame's features.
+    `roi_size` is the layer3 map side of a training frame (image_size // layer3 stride: 16 with the imagenet stem, 4
+    with the small one), so a patch passes layer4 at the same resolution as a whole frame (7x7 at 224 px, 2x2 at 64 px
+    with the imagenet stem) and a whole-frame box reproduces the frame's features. `options`: width and stem.
     """
 
     def __init__(self, arch: str, *, dim: int, queue: int, momentum: float, temperature: float, bn_splits: int,
-                 image_size: int):
+                 image_size: int, **options):
         super().__init__()
         world = world_size()
         splits = max(1, bn_splits // world)
         self.momentum, self.temperature = momentum, temperature
-        self.roi_size = max(1, image_size // 16)
-        self.encoder_q = build_encoder(arch, dim, splits)
-        self.encoder_k = build_encoder(arch, dim, splits)
+        self.encoder_q = build_encoder(arch, dim, splits, **options)
+        self.encoder_k = build_encoder(arch, dim, splits, **options)
+        self.roi_stride = self.encoder_q.layer3_stride
+        self.roi_size = max(1, image_size // self.roi_stride)
         self.encoder_k.load_state_dict(self.encoder_q.state_dict())
         self.encoder_k.requires_grad_(False)
         self.register_buffer("queue", F.normalize(torch.randn(dim, queue), dim=0))
@@ -161,7 +162,8 @@ class MoCo(nn.Module):
         # Frames and patches pass layer4 as one batch: its convolutions run as larger GEMMs (a region_tracker step
         # about 5% faster on CPU at 48-64 px), while BN still sees them apart, as two calls would.
         with batches_normalised_apart(net.layer4, 2):
-            frame, patch = from_layer3(net, torch.cat([layer3, roi_features(layer3, boxes, self.roi_size)])).chunk(2)
+            patches = roi_features(layer3, boxes, self.roi_size, self.roi_stride)
+            frame, patch = from_layer3(net, torch.cat([layer3, patches])).chunk(2)
         return frame, patch
 
     @torch.no_grad()

@@ -44,6 +44,7 @@ rule random_init:
     params:
         arch=config["model"]["arch"],
         seed=config["seed"],
+        options={key: config["model"][key] for key in ("width", "stem")},
     log:
         "logs/train/random.log",
     conda:
