@@ -14,6 +14,7 @@ from vidssl import synthetic
 from vidssl.errors import UserError
 from vidssl.io import read_parquet
 from vidssl.synthetic.templates import TEMPLATES, part_names
+from vidssl.synthetic.videos import camera_path
 
 REQUIRED = {
     "aeroplane": ["body", "wing", "tail", "engine"],
@@ -144,6 +145,27 @@ def test_videos_are_deterministic_from_the_seed(tmp_path):
     assert first == again
     other = tree_bytes(make_videos(tmp_path / "c", 1))
     assert other.keys() == first.keys() and all(other[k] != first[k] for k in first)
+
+
+def test_camera_pans_over_a_larger_background(tmp_path):
+    """A moving camera's view wanders smoothly over the whole padded background; camera 0 is the static world."""
+    view = camera_path(np.random.default_rng(0), 240, pad=16)
+    assert view.min() >= 0 and view.max() <= 32 and np.ptp(view[:, 0]) > 16 and np.ptp(view[:, 1]) > 16
+    assert np.abs(np.diff(view, axis=0)).max() <= 3  # a pan, not a jump
+    assert not camera_path(np.random.default_rng(0), 10, pad=0).any()
+    assert tree_bytes(make_videos(tmp_path / "default", 0)) == tree_bytes(make_videos_with_camera(tmp_path / "zero"))
+    synthetic.generate_videos(tmp_path / "panned", classes=["car"], n_videos=2, n_frames=20, size=(64, 48), seed=3,
+                              camera=0.25)
+    boxes = read_parquet(tmp_path / "panned" / "boxes.parquet")
+    assert len(boxes) >= 40 and ((boxes.x1 >= 0) & (boxes.y1 >= 0) & (boxes.x2 <= 64) & (boxes.y2 <= 48)).all()
+    with pytest.raises(UserError, match="camera"):
+        synthetic.generate_videos(tmp_path / "bad", classes=["car"], n_videos=1, n_frames=4, camera=1.5)
+
+
+def make_videos_with_camera(root: Path) -> Path:
+    synthetic.generate_videos(root, classes=["car", "person", "bird"], n_videos=3, n_frames=12, size=(64, 48),
+                              seed=0, camera=0.0)
+    return root
 
 
 # ------------------------------------------------------------------------------------ part segmentation

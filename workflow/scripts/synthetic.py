@@ -6,7 +6,8 @@ part, world, out = snakemake.params.part, snakemake.params.world, snakemake.outp
 common = dict(classes=world["classes"], seed=world["seed"])
 generators = {
     "videos": lambda: synthetic.generate_videos(
-        out, n_videos=world["videos"], n_frames=world["frames"], size=tuple(world["video_size"]), **common),
+        out, n_videos=world["videos"], n_frames=world["frames"], size=tuple(world["video_size"]), camera=world["camera"],
+        **common),
     "pascal_part": lambda: synthetic.generate_partseg(
         out, n_images=world["partseg_images"], image_size=world["image_size"], **common),
     "labelled": lambda: synthetic.generate_labelled(

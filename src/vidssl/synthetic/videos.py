@@ -103,33 +103,45 @@ def _moving_object(rng: np.random.Generator, classes: list[str], n_frames: int, 
     }
 
 
+def camera_path(rng: np.random.Generator, n_frames: int, pad: int) -> np.ndarray:
+    """Per frame, the (x, y) offset of the view inside a background `pad` pixels larger on every side: a slow pan."""
+    if pad == 0:
+        return np.zeros((n_frames, 2), dtype=int)
+    path = [pad + _wave(rng, n_frames, pad, 60) for _ in range(2)]
+    return np.clip(np.round(np.stack(path, 1)), 0, 2 * pad).astype(int)
+
+
 def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames: int,
-                    size: tuple[int, int] = (160, 120), seed: int = 0) -> dict:
+                    size: tuple[int, int] = (160, 120), seed: int = 0, camera: float = 0.0) -> dict:
     """Write out_dir/video_XXX.mp4 (mp4v, 30 fps) and out_dir/boxes.parquet.
 
-    Each video holds one to three objects moving smoothly (translation, rotation, scale) over a static textured
-    background, under a drifting global light, crossed by passing occluders. boxes.parquet has one row per
-    object and frame: the box of the object's own pixels (occluders ignored) clipped to the frame.
+    Each video holds one to three objects moving smoothly (translation, rotation, scale) over a textured
+    background, under a drifting global light, crossed by passing occluders. `camera` > 0 pans the view over a
+    background larger by that fraction of the frame's long side on every side (0: a static camera). boxes.parquet has
+    one row per object and frame: the box of the object's own pixels (occluders ignored) clipped to the frame.
     """
     classes = check_classes(classes)
     width, height = map(int, size)
-    if n_videos < 1 or n_frames < 1 or width < 16 or height < 16:
-        raise UserError(f"synthetic: need videos >= 1, frames >= 1 and a size of at least 16x16, got "
-                        f"{n_videos} videos, {n_frames} frames, {width}x{height}")
+    if n_videos < 1 or n_frames < 1 or width < 16 or height < 16 or not 0 <= camera <= 1:
+        raise UserError(f"synthetic: need videos >= 1, frames >= 1, a size of at least 16x16 and camera in [0, 1], "
+                        f"got {n_videos} videos, {n_frames} frames, {width}x{height}, camera {camera}")
+    pad = int(round(camera * max(width, height)))
     out_dir = Path(out_dir)
     rows = []
     for v in tqdm(range(n_videos), desc="synthetic videos", unit="video"):
         rng = item_rng(seed, VIDEO_STREAM, v)
-        background = make_background(rng, height, width)
+        background = make_background(rng, height + 2 * pad, width + 2 * pad)
         # one to three objects, every count present in a small world
         objects = [_moving_object(rng, classes, n_frames, width, height) for _ in range(1 + v % 3)]
         light = 1.0 + _wave(rng, n_frames, rng.uniform(0.1, 0.3), 120)
         cast = rng.uniform(-0.06, 0.06, 3)
         occluders = _occluder_events(rng, n_frames, width, height)
+        view = camera_path(rng, n_frames, pad)
 
         def frames():
             for t in range(n_frames):
-                frame = background.copy()
+                x0, y0 = view[t]
+                frame = background[y0:y0 + height, x0:x0 + width].copy()
                 for index, obj in enumerate(objects):
                     drawn = draw_instance(obj["instance"], obj["layer"], obj["angle"][t], obj["scale"][t], obj["flip"])
                     left = int(round(obj["x"][t] - obj["layer"] / 2))
@@ -147,6 +159,7 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
     boxes = boxes.astype({"frame": "int32", "object": "int32", "x1": "float32", "y1": "float32",
                           "x2": "float32", "y2": "float32"})
     write_parquet(boxes, out_dir / "boxes.parquet", sort_by=["video", "frame", "object"], group_by=["video"],
-                  metadata={"seed": int(seed), "size": [width, height], "frames": int(n_frames)})
+                  metadata={"seed": int(seed), "size": [width, height], "frames": int(n_frames),
+                            "camera": float(camera)})
     return {"videos": n_videos, "frames": n_frames, "objects": int(boxes.groupby("video")["object"].nunique().sum())}
 
