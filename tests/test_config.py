@@ -76,7 +76,7 @@ table5:
     jobs = planned_jobs(result)
     assert jobs["import_pretrained"] == 2 and jobs["train_region_tracker"] == 1
     assert "train_moco" not in jobs and "random_init" not in jobs
-    assert jobs["partseg_probe"] == 3
+    assert jobs["partseg_probe"] == 9  # three methods x the default three probe seeds
 
 
 def test_lint_is_clean():

@@ -7,6 +7,7 @@ import logging
 import cv2
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from vidssl.datasets.pascal_part import PascalObject, write_annotation
 from vidssl.errors import UserError
 from vidssl.partseg_crops import make_crops, resize_maps
 from vidssl.partseg_probe import PartDecoder, probe_all, train_probe
+from vidssl.table5_intervals import intervals, stack_counts
 
 HEIGHT, WIDTH = 40, 48
 RED, GREY = (255, 0, 0), (128, 128, 128)
@@ -203,11 +205,21 @@ def test_probe_reads_an_informative_representation(probe_data):
     assert result["pixel_accuracy"] >= 0.9 and result["pixel_accuracy"] > result["floor"] + 0.08
 
 
-def test_probe_constant_representation_scores_the_floor(probe_data):
+def test_probe_constant_representation_scores_the_floor_and_its_interval(probe_data):
     train, test = probe_data
     result = train_probe(np.ones((len(train), 32), np.float32), train, np.ones((len(test), 32), np.float32), test,
                          n_labels=3, epochs=10, lr=1e-3, seed=0)
     assert result["pixel_accuracy"] <= result["floor"] + 0.01
+    # background is the most frequent label at every pixel: a probe that sees nothing predicts it everywhere
+    assert result["correct"].shape == (len(test),)
+    # so its 95% interval is the floor's: the same per-image counts through the same resamples
+    scores = pd.DataFrame({"image": [f"img{i // 3}" for i in range(len(test))], "class_name": "car",
+                           "pixels": test[0].size, "correct": result["correct"],
+                           "floor_correct": result["floor_correct"]}).groupby(["image", "class_name"]).sum()
+    probe, floor = (intervals(stack_counts({"constant": [scores.reset_index()]}, ["car"], column=column),
+                              reference="constant", resamples=200, seed=0) for column in ("correct", "floor_correct"))
+    pd.testing.assert_frame_equal(probe, floor)
+    assert probe.ci_low[0] < 100 * result["floor"] < probe.ci_high[0]
 
 
 def test_probe_all(tmp_path, probe_data, caplog):
@@ -216,10 +228,13 @@ def test_probe_all(tmp_path, probe_data, caplog):
     big = resize_maps(maps, 32)  # stored crops are larger than the probe's maps
     class_name = ["car"] * (len(train) + len(test)) + ["bird"] * 5
     split = [0] * len(train) + [1] * len(test) + [0] * 5
+    # two car crops per image: the per-image scores add them up
+    image = [f"img{i // 2:03d}" for i in range(len(train) + len(test))] + [f"bird{i}" for i in range(5)]
     crops = tmp_path / "crops.h5"
     with h5py.File(crops, "w") as h5:
         h5["part_maps"] = big
         h5.create_dataset("class_name", data=np.array(class_name, dtype=object), dtype=h5py.string_dtype())
+        h5.create_dataset("image", data=np.array(image, dtype=object), dtype=h5py.string_dtype())
         h5["split"] = np.array(split, np.int8)
         h5.attrs["part_names"] = json.dumps({"car": ["lower", "upper"], "bird": ["head"], "cat": []})
     features = tmp_path / "features.h5"
@@ -227,7 +242,8 @@ def test_probe_all(tmp_path, probe_data, caplog):
         h5["features"] = encode(maps)
 
     with caplog.at_level(logging.WARNING, logger="vidssl"):
-        frame = probe_all(crops, features, classes=["car", "bird", "cat"], size=16, epochs=30, lr=1e-3, seed=0)
+        frame, images = probe_all(crops, features, classes=["car", "bird", "cat"], size=16, epochs=30, lr=1e-3,
+                                  seed=0)
     assert list(frame.columns) == ["class_name", "parts", "train_crops", "test_crops", "pixel_accuracy", "floor"]
     assert frame["class_name"].tolist() == ["car", "bird", "cat"]
     assert frame["parts"].tolist() == [2, 1, 0]
@@ -236,6 +252,13 @@ def test_probe_all(tmp_path, probe_data, caplog):
     assert car["pixel_accuracy"] >= 0.9 and car["floor"] == pytest.approx((test == 0).mean())
     assert frame["pixel_accuracy"].iloc[1:].isna().all()
     assert "bird" in caplog.text and "cat" in caplog.text
+    assert list(images.columns) == ["image", "class_name", "pixels", "correct", "floor_correct"]
+    assert len(images) == len(test) // 2 and set(images.class_name) == {"car"}
+    assert images.image.tolist() == sorted(f"img{i // 2:03d}" for i in range(len(train), len(train) + len(test)))[::2]
+    assert (images.pixels == 2 * 16 * 16).all()
+    # the per-image counts are the class accuracy's numerator and denominator
+    assert images.correct.sum() / images.pixels.sum() == pytest.approx(car["pixel_accuracy"])
+    assert images.floor_correct.sum() / images.pixels.sum() == pytest.approx(car["floor"])
 
     with h5py.File(features, "w") as h5:
         h5["features"] = encode(maps[:-1])

@@ -1,4 +1,5 @@
-"""Table 5: percent cells, Avg over the classes present, display names and column order."""
+"""Table 5: percent cells, Avg over the classes present, display names and column order; the per-image scores it
+reads and the Markdown with intervals."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,9 @@ import math
 import pandas as pd
 import pytest
 
+from vidssl.errors import UserError
 from vidssl.table5 import build_table, write_table
+from vidssl.table5_intervals import CI_COLUMNS, annotated_table, legend, mean_over_seeds, stack_counts
 
 
 def probe_frame(accuracies: dict[str, float]) -> pd.DataFrame:
@@ -54,3 +57,57 @@ def test_write_table(table, tmp_path):
     assert lines[3] == "| Ours Region Tracker | 62.7 | 51.2 | n/a | 57.0 |"
     assert len(lines) == 5
     assert sorted(p.name for p in csv_path.parent.iterdir()) == ["table5.csv", "table5.md"]  # no temp files left
+
+
+def image_frame(correct, pixels=(100, 100, 50), classes=("car", "car", "bird"), images=("b", "a", "a")):
+    return pd.DataFrame({"image": list(images), "class_name": list(classes), "pixels": list(pixels),
+                         "correct": list(correct), "floor_correct": [50, 50, 25]})
+
+
+def test_stack_counts_aligns_images_and_classes_across_methods_and_seeds():
+    counts = stack_counts({"moco": [image_frame([90, 80, 40]), image_frame([91, 81, 41])],
+                           "fti": [image_frame([10, 20, 30]), image_frame([11, 21, 31])]}, ["bird", "car"])
+    assert counts.methods == ["moco", "fti"] and counts.correct.shape == (2, 2, 2, 2)
+    assert counts.total.tolist() == [[50, 100], [0, 100]]  # images a, b; classes bird, car
+    assert counts.correct[0, 1].tolist() == [[41, 81], [0, 91]]
+    floors = stack_counts({"moco": [image_frame([0, 0, 0])]}, ["bird", "car"], column="floor_correct")
+    assert floors.correct[0, 0].tolist() == [[25, 50], [0, 50]]
+
+
+@pytest.mark.parametrize("per_seed, message", [
+    ({"moco": [image_frame([1, 2, 3])], "fti": [image_frame([1, 2, 3], pixels=(100, 99, 50))]}, "other test crops"),
+    ({"moco": [image_frame([1, 2, 3])], "fti": [image_frame([1, 2, 3])] * 2}, "numbers of probe seeds"),
+    ({"moco": [image_frame([1, 2, 3], classes=("car", "cow", "bird"))]}, "partseg.classes"),
+])
+def test_stack_counts_refuses_scores_that_do_not_line_up(per_seed, message):
+    with pytest.raises(UserError, match=message):
+        stack_counts(per_seed, ["bird", "car"])
+
+
+def test_mean_over_seeds_keeps_the_class_order():
+    frames = [probe_frame({"car": 0.4, "bird": 0.6}), probe_frame({"car": 0.5, "bird": float("nan")})]
+    means = mean_over_seeds(frames)
+    assert means.class_name.tolist() == ["car", "bird"] and means.pixel_accuracy.tolist() == [0.45, 0.6]
+
+
+def test_the_markdown_shows_half_widths_and_stars_real_differences(tmp_path):
+    ci = pd.DataFrame(
+        [["random", "car", 80.0, 0.1, 79.0, 81.0, "random", 0.0, 0.0, 0.0, False],
+         ["random", "Avg", 80.0, 0.1, 79.5, 80.5, "random", 0.0, 0.0, 0.0, False],
+         ["moco", "car", 77.04, 0.2, 76.0, 78.2, "random", -2.96, -3.5, -2.3, True],
+         ["moco", "Avg", 77.04, 0.2, 76.5, 77.5, "random", -2.96, -3.5, -2.3, True],
+         ["fti", "car", 80.2, float("nan"), 79.0, 81.4, "random", 0.2, -0.3, 0.6, False],
+         ["fti", "Avg", 80.2, float("nan"), 79.2, 81.2, "random", 0.2, -0.3, 0.6, False]],
+        columns=CI_COLUMNS)
+    names = {"random": "Random init", "moco": "MoCo v2"}
+    annotated = annotated_table(ci, names)
+    table = build_table({m: probe_frame({"car": 0.8}) for m in ("random", "moco", "fti")}, names, ["car"])
+    write_table(table, tmp_path / "t.csv", tmp_path / "t.md", annotated=annotated,
+                legend=legend(3, 1000, "Random init"))
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    assert lines[0] == "| Method | car | Avg | Avg − Random init |"
+    assert lines[2] == "| Random init | 80.0 ± 1.0 | 80.0 ± 0.5 |  |"
+    assert lines[3] == "| MoCo v2 | 77.0 ± 1.1 | 77.0 ± 0.5 | -3.0 ± 0.6 * |"
+    assert lines[4] == "| fti | 80.2 ± 1.2 | 80.2 ± 1.0 | 0.2 ± 0.4 |"
+    assert "3 probe seeds" in lines[-1] and "* : the paired 95% interval" in lines[-1]
+    assert pd.read_csv(tmp_path / "t.csv").columns.tolist() == ["Method", "car", "Avg"]  # the CSV keeps its layout

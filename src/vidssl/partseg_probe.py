@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from vidssl.errors import UserError
 from vidssl.feature_files import require_finite
+from vidssl.io import empty_frame
 from vidssl.partseg_crops import TEST, TRAIN, resize_maps
 
 log = logging.getLogger("vidssl")
@@ -55,8 +56,8 @@ def train_probe(
     seed: int,
     batch_size: int = 64,
 ) -> dict:
-    """Train a PartDecoder on (features, label maps); pixel accuracy on the test maps and the floor
-    (accuracy of always predicting the most frequent train label)."""
+    """Train a PartDecoder on (features, label maps); pixel accuracy on the test maps and the floor (accuracy of
+    always predicting the most frequent train label), and per test map its correct pixels under each."""
     train_x, test_x = np.asarray(train_x, np.float32), np.asarray(test_x, np.float32)
     train_y, test_y = np.asarray(train_y, np.int64), np.asarray(test_y, np.int64)
     # Methods' raw features differ in scale by orders of magnitude; one Adam lr fits all after this.
@@ -85,10 +86,33 @@ def train_probe(
         logits = torch.cat([model(chunk) for chunk in torch.from_numpy(test_x).to(device).split(256)])
     predicted = logits.argmax(dim=1).cpu().numpy()
     majority = np.bincount(train_y.reshape(-1), minlength=n_labels).argmax()
+    pixel_axes = tuple(range(1, test_y.ndim))
     return {
         "pixel_accuracy": float((predicted == test_y).mean()),
         "floor": float((test_y == majority).mean()),
+        "correct": (predicted == test_y).sum(axis=pixel_axes),
+        "floor_correct": (test_y == majority).sum(axis=pixel_axes),
     }
+
+
+IMAGE_COLUMNS = {"image": object, "class_name": object, "pixels": np.int64, "correct": np.int64,
+                 "floor_correct": np.int64}
+
+
+def _read_inputs(crops_h5: str | Path, features_h5: str | Path) -> tuple[dict, np.ndarray]:
+    with h5py.File(crops_h5, "r") as crops:
+        data = {"part_names": json.loads(crops.attrs["part_names"]), "class_of": crops["class_name"].asstr()[:],
+                "image_of": crops["image"].asstr()[:], "split": crops["split"][:], "maps": crops["part_maps"][:]}
+    with h5py.File(features_h5, "r") as source:
+        if "features" not in source:
+            raise UserError(f"{features_h5}: no 'features' dataset")
+        features = require_finite(source["features"][:], features_h5)
+    if len(features) != len(data["class_of"]):
+        raise UserError(
+            f"{features_h5}: {len(features)} feature rows but {crops_h5} has {len(data['class_of'])} crops; "
+            "rerun feature extraction on these crops"
+        )
+    return data, features
 
 
 def probe_all(
@@ -100,37 +124,33 @@ def probe_all(
     epochs: int,
     lr: float,
     seed: int,
-) -> pd.DataFrame:
-    """One probe per class; a row per class with its part count, crop counts, pixel accuracy and floor."""
-    with h5py.File(crops_h5, "r") as crops:
-        part_names = json.loads(crops.attrs["part_names"])
-        class_of = crops["class_name"].asstr()[:]
-        split = crops["split"][:]
-        maps = crops["part_maps"][:]
-    with h5py.File(features_h5, "r") as source:
-        if "features" not in source:
-            raise UserError(f"{features_h5}: no 'features' dataset")
-        features = require_finite(source["features"][:], features_h5)
-    if len(features) != len(class_of):
-        raise UserError(
-            f"{features_h5}: {len(features)} feature rows but {crops_h5} has {len(class_of)} crops; "
-            "rerun feature extraction on these crops"
-        )
-
-    rows = []
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One probe per class. Returns a row per class (part count, crop counts, pixel accuracy, floor) and a row per
+    test image and class (its test pixels, and how many the probe and the floor got right), which the bootstrap of
+    `vidssl.table5` resamples: crops of one image are not independent, images are."""
+    data, features = _read_inputs(crops_h5, features_h5)
+    rows, per_image = [], []
     for name in tqdm(classes, desc="partseg probe", unit="class"):
-        train = (class_of == name) & (split == TRAIN)
-        test = (class_of == name) & (split == TEST)
-        row = {"class_name": name, "parts": len(part_names.get(name, [])),
+        train = (data["class_of"] == name) & (data["split"] == TRAIN)
+        test = (data["class_of"] == name) & (data["split"] == TEST)
+        row = {"class_name": name, "parts": len(data["part_names"].get(name, [])),
                "train_crops": int(train.sum()), "test_crops": int(test.sum()),
                "pixel_accuracy": math.nan, "floor": math.nan}
         if row["train_crops"] and row["test_crops"]:
-            row.update(train_probe(
-                features[train], resize_maps(maps[train], size), features[test], resize_maps(maps[test], size),
-                n_labels=row["parts"] + 1, epochs=epochs, lr=lr, seed=seed,
-            ))
+            scores = train_probe(
+                features[train], resize_maps(data["maps"][train], size), features[test],
+                resize_maps(data["maps"][test], size), n_labels=row["parts"] + 1, epochs=epochs, lr=lr, seed=seed,
+            )
+            row.update(pixel_accuracy=scores["pixel_accuracy"], floor=scores["floor"])
+            per_image.append(pd.DataFrame({
+                "image": data["image_of"][test], "class_name": name, "pixels": size * size,
+                "correct": scores["correct"], "floor_correct": scores["floor_correct"]}))
         else:
             log.warning("partseg probe: class %s has %d train and %d test crops; accuracy left empty",
                         name, row["train_crops"], row["test_crops"])
         rows.append(row)
-    return pd.DataFrame(rows, columns=["class_name", "parts", "train_crops", "test_crops", "pixel_accuracy", "floor"])
+    classes_frame = pd.DataFrame(
+        rows, columns=["class_name", "parts", "train_crops", "test_crops", "pixel_accuracy", "floor"])
+    images = pd.concat(per_image) if per_image else empty_frame(IMAGE_COLUMNS)
+    images = images.astype(IMAGE_COLUMNS).groupby(["image", "class_name"], as_index=False, sort=True).sum()
+    return classes_frame, images[list(IMAGE_COLUMNS)]

@@ -1,5 +1,5 @@
 """Table 5 of the paper: part-segmentation pixel accuracy (percent), one row per method, one column per
-object class, `Avg` last."""
+object class, `Avg` last; each cell the mean over the probe seeds (the intervals: `vidssl.table5_intervals`)."""
 from __future__ import annotations
 
 import math
@@ -39,9 +39,11 @@ def markdown_table(table: pd.DataFrame, decimals: int = 1) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def write_table(table: pd.DataFrame, csv_path: str | Path, md_path: str | Path) -> None:
-    """Write the table as CSV (empty cells for missing values) and as a Markdown pipe table, atomically."""
+def write_table(table: pd.DataFrame, csv_path: str | Path, md_path: str | Path, *,
+                annotated: pd.DataFrame | None = None, legend: str = "") -> None:
+    """Write the table as CSV (empty cells for missing values) and as a Markdown pipe table, atomically; the Markdown
+    shows `annotated` (text cells: the means with their intervals) instead when given, then `legend`."""
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.1f")
     with atomic_path(md_path) as tmp:
-        tmp.write_text(markdown_table(table))
+        tmp.write_text(markdown_table(table if annotated is None else annotated) + legend)

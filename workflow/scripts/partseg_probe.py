@@ -1,16 +1,18 @@
-"""Snakemake adapter: the part-segmentation probe of one method, per object class."""
+"""Snakemake adapter: the part-segmentation probe of one method and probe seed, per object class and test image."""
 from vidssl import partseg_probe
 from vidssl.cli import run_stage
-from vidssl.io import write_csv
+from vidssl.io import write_csv, write_parquet
 
 p = snakemake.params
 
 
 def stage(log):
-    results = partseg_probe.probe_all(snakemake.input.crops, snakemake.input.features, classes=p.classes, size=p.size,
-                                epochs=p.epochs, lr=p.lr, seed=p.seed)
-    log.info("\n%s", results.to_string())
-    write_csv(results, snakemake.output[0])
+    classes, images = partseg_probe.probe_all(snakemake.input.crops, snakemake.input.features, classes=p.classes,
+                                              size=p.size, epochs=p.epochs, lr=p.lr,
+                                              seed=int(snakemake.wildcards.probe_seed))
+    log.info("\n%s", classes.to_string())
+    write_csv(classes, snakemake.output.classes)
+    write_parquet(images, snakemake.output.images, sort_by=["image", "class_name"])
 
 
 run_stage(snakemake, stage)
