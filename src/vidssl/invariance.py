@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl import bootstrap as resampling
 from vidssl.errors import UserError
 from vidssl.feature_files import read_features
 
@@ -125,17 +126,27 @@ def _count_per_set(mask: np.ndarray, set_count: int, size: int) -> np.ndarray:
     return mask.reshape(set_count, size, -1).sum(axis=1, dtype=np.int32)
 
 
-def _local_sums(block, runs, min_size, firing_per_set) -> tuple[np.ndarray, np.ndarray]:
-    """Over the sets of >= min_size members: per unit, the sum of firing / set size and the number of
-    sets with firing > 0, where firing_per_set(members, set_count, size) counts firing per set."""
-    fraction_sum = np.zeros(block.shape[1])
-    active = np.zeros(block.shape[1], dtype=np.int64)
-    for offset, set_count, size in runs:
+def _local_sums(block, runs, min_size, firing_per_set, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Over the sets of >= min_size members: per unit, the sum of firing / set size and the number of sets with
+    firing > 0, where firing_per_set(members, set_count, size) counts firing per set. Row 0 counts every set once;
+    each further row weighs the sets by one resample's row of `weights` (resamples x the class's sets, float32)."""
+    fraction_sum = np.zeros((1 + len(weights), block.shape[1]))
+    active = np.zeros((1 + len(weights), block.shape[1]))
+    fractions, fired, columns = [], [], []
+    for offset, set_count, size, first_set in runs:
         if size < min_size:
             continue
         firing = firing_per_set(block[offset : offset + set_count * size], set_count, size)
-        fraction_sum += firing.sum(axis=0) / size
-        active += np.count_nonzero(firing, axis=0)
+        fraction_sum[0] += firing.sum(axis=0) / size
+        active[0] += np.count_nonzero(firing, axis=0)
+        if len(weights):  # the per-set counts do not change between resamples: only their weights do
+            fractions.append(firing.astype(np.float32) / size)
+            fired.append(firing > 0)
+            columns.append(np.arange(first_set, first_set + set_count))
+    if fractions:  # one contiguous product per class: BLAS, where a strided slice per run is not
+        drawn = np.ascontiguousarray(weights[:, np.concatenate(columns)])
+        fraction_sum[1:] = drawn @ np.concatenate(fractions)
+        active[1:] = drawn @ np.concatenate(fired).astype(np.float32)
     return fraction_sum, active
 
 
@@ -153,8 +164,11 @@ def _unit_invariances(
     measures: tuple[str, ...],
     firing_rate: float,
     min_set_size: int,
+    resamples: int = 0,
+    seed: int = 0,
 ) -> dict[str, tuple[np.ndarray, float]]:
-    """Per measure: (per-class unit invariances, rows x D; one row for goodfellow) and the score multiplier."""
+    """Per measure: unit invariances, (1 + resamples) x classes x D (one class row for goodfellow), and the score
+    multiplier. Row 0 is the data as they are; row r > 0 resamples the sets within each class (`_set_weights`)."""
     layout = _layout(labels, sets)
     count = features.shape[0]
     classes = layout.class_counts.size
@@ -167,8 +181,9 @@ def _unit_invariances(
     thresholds, global_counts = _order_statistics(features, wanted)
     goodfellow_row, upper_row, lower_row = classes, classes + 1, classes + 2
 
-    class_sums = {measure: np.zeros((classes, features.shape[1])) for measure in measures}
-    class_active = {measure: np.zeros((classes, features.shape[1]), dtype=np.int64) for measure in measures}
+    rows = (classes, 1 + resamples, features.shape[1])
+    class_sums = {measure: np.zeros(rows) for measure in measures}
+    class_active = {measure: np.zeros(rows) for measure in measures}
     upper, lower = thresholds[upper_row], thresholds[lower_row]
 
     def at_least(threshold):
@@ -178,11 +193,15 @@ def _unit_invariances(
         return np.maximum(_count_per_set(rows > upper, set_count, size), _count_per_set(rows < lower, set_count, size))
 
     smallest = min(OFFICIAL_MIN_SET_SIZE if measure == "official" else min_set_size for measure in measures)
+    rng = np.random.default_rng(seed)
     for cls in tqdm(range(classes), desc="invariance classes", leave=False):
-        # sizes ascend inside a class block, so only its tail of large-enough sets is gathered
         runs = layout.runs[cls]
+        weights = _set_weights(sum(set_count for _, set_count, _ in runs), resamples, rng)
+        first_sets = np.cumsum([0] + [set_count for _, set_count, _ in runs])
+        # sizes ascend inside a class block, so only its tail of large-enough sets is gathered
         skip = sum(set_count * size for _, set_count, size in runs if size < smallest)
-        runs = [(offset - skip, set_count, size) for offset, set_count, size in runs if size >= smallest]
+        runs = [(offset - skip, set_count, size, first) for (offset, set_count, size), first in zip(runs, first_sets)
+                if size >= smallest]
         block = features[layout.order[layout.class_bounds[cls] + skip : layout.class_bounds[cls + 1]]]
         rules = {
             "class_conditional": (min_set_size, at_least(thresholds[cls])),
@@ -191,27 +210,40 @@ def _unit_invariances(
         }
         for measure in measures:
             min_size, firing_per_set = rules[measure]
-            class_sums[measure][cls], class_active[measure][cls] = _local_sums(block, runs, min_size, firing_per_set)
+            class_sums[measure][cls], class_active[measure][cls] = _local_sums(
+                block, runs, min_size, firing_per_set, weights)
 
-    result: dict[str, tuple[np.ndarray, float]] = {}
-    if "class_conditional" in measures:
-        local = _ratio(class_sums["class_conditional"], class_active["class_conditional"])
-        result["class_conditional"] = (_ratio(local, global_counts[:classes] / count), 1.0)
-    if "goodfellow" in measures:
-        local = _ratio(class_sums["goodfellow"].sum(axis=0), class_active["goodfellow"].sum(axis=0))
-        result["goodfellow"] = (_ratio(local, global_counts[goodfellow_row] / count)[None, :], 1.0)
-    if "official" in measures:
-        local = _ratio(class_sums["official"], class_active["official"])
-        result["official"] = (_ratio(local, global_counts[upper_row] / count), official_multiplier)
-    return result
+    global_rates = {"class_conditional": global_counts[:classes, None] / count,
+                    "goodfellow": global_counts[goodfellow_row] / count, "official": global_counts[upper_row] / count}
+    multipliers = {"class_conditional": 1.0, "goodfellow": 1.0, "official": official_multiplier}
+    return {measure: (_invariances(measure, class_sums[measure], class_active[measure], global_rates[measure]),
+                      multipliers[measure]) for measure in measures}
 
 
-def _top_k_mean(unit_scores: np.ndarray, top_k: int | None) -> float:
-    """Mean over rows (classes) of the mean of each row's top_k values; None: the top ceil(20% of D)."""
-    units = unit_scores.shape[1]
+def _invariances(measure: str, sums: np.ndarray, active: np.ndarray, global_rate: np.ndarray) -> np.ndarray:
+    """I = L / G from the local sums (classes x rows x D), as rows x classes x D; goodfellow pools its classes' sets
+    into one local rate."""
+    if measure == "goodfellow":
+        return _ratio(_ratio(sums.sum(axis=0), active.sum(axis=0)), global_rate)[:, None, :]
+    return _ratio(_ratio(sums, active), global_rate).swapaxes(0, 1)
+
+
+def _set_weights(set_count: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of a class's sets is drawn in each resample (resamples x sets, float32 for the matrix products).
+
+    A resample draws the class's trajectories with replacement and keeps the thresholds and global rates G of the whole
+    data: those are quantiles over all N samples, far more precise than the local rates L, which average over a few
+    sets per class and carry the uncertainty of the score. The top-K units are chosen afresh in every resample."""
+    return resampling.resample_weights(set_count, resamples, rng).astype(np.float32)
+
+
+def _top_k_mean(unit_scores: np.ndarray, top_k: int | None) -> np.ndarray:
+    """Per resample row, the mean over classes of the mean of each class's top_k unit values (unit_scores: rows x
+    classes x D); None: the top ceil(20% of D)."""
+    units = unit_scores.shape[-1]
     k = math.ceil(0.2 * units) if top_k is None else min(top_k, units)
-    top = np.partition(unit_scores, units - k, axis=1)[:, units - k :]
-    return float(top.mean(axis=1).mean())
+    top = np.partition(unit_scores, units - k, axis=-1)[..., units - k :]
+    return top.mean(axis=-1).mean(axis=-1)
 
 
 def _check_parameters(measures, top_ks, firing_rate, min_set_size) -> None:
@@ -265,7 +297,7 @@ def invariance_score(
     _check_parameters((method,), (top_k,), firing_rate, min_set_size)
     features, labels, sets = _validate(features, labels, sets)
     unit_scores, multiplier = _unit_invariances(features, labels, sets, (method,), firing_rate, min_set_size)[method]
-    return _top_k_mean(unit_scores, top_k) * multiplier
+    return float(_top_k_mean(unit_scores, top_k)[0] * multiplier)
 
 
 def score_all(
@@ -276,31 +308,45 @@ def score_all(
     top_ks: tuple[int | None, ...] = (10, 25),
     firing_rate: float = 0.01,
     min_set_size: int = 2,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> list[dict]:
-    """Every measure at every top_k, as rows {measure, top_k, score} (measures in MEASURES order).
+    """Every measure at every top_k, as rows {measure, top_k, score, ci_low, ci_high} (measures in MEASURES order).
 
-    Same definitions as `invariance_score`, computed from one shared pass over the features.
+    Same definitions as `invariance_score`, computed from one shared pass over the features. ci_low and ci_high: the
+    95% interval over `bootstrap` resamples of the sets within each class, seeded by `seed` (the thresholds and
+    global rates kept, see `_set_weights`), centred on the score (`bootstrap.centred_interval`: re-choosing the top-K
+    units in noisier resamples lifts them all); NaN when `bootstrap` is 0.
     """
     _check_parameters(MEASURES, top_ks, firing_rate, min_set_size)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
+        raise UserError(f"invariance: bootstrap must be a number of resamples >= 0, got {bootstrap!r}")
     features, labels, sets = _validate(features, labels, sets)
-    per_measure = _unit_invariances(features, labels, sets, MEASURES, firing_rate, min_set_size)
-    return [
-        {"measure": measure, "top_k": top_k, "score": _top_k_mean(unit_scores, top_k) * multiplier}
-        for measure, (unit_scores, multiplier) in per_measure.items()
-        for top_k in top_ks
-    ]
+    per_measure = _unit_invariances(features, labels, sets, MEASURES, firing_rate, min_set_size, bootstrap, seed)
+    rows = []
+    for measure, (unit_scores, multiplier) in per_measure.items():
+        for top_k in top_ks:
+            scores = _top_k_mean(unit_scores, top_k) * multiplier
+            low, high = resampling.centred_interval(scores[0], scores[1:]) if bootstrap else (math.nan, math.nan)
+            rows.append({"measure": measure, "top_k": top_k, "score": float(scores[0]), "ci_low": float(low),
+                         "ci_high": float(high)})
+    return rows
 
 
-def score_feature_files(paths: list[str], *, top_k: list[int], firing_rate: float, min_set_size: int) -> pd.DataFrame:
-    """`score_all` of every feature file (the `invariance` config keys as arguments), one row per dataset (the file's
-    stem), measure and top_k."""
+SCORE_COLUMNS = ["dataset", "measure", "top_k", "score", "ci_low", "ci_high"]
+
+
+def score_feature_files(paths: list[str], *, top_k: list[int], firing_rate: float, min_set_size: int,
+                        bootstrap: int = 0, seed: int = 0) -> pd.DataFrame:
+    """`score_all` of every feature file (the `invariance` config keys and the master seed as arguments), one row per
+    dataset (the file's stem), measure and top_k."""
     rows = []
     for path in paths:
         features, labels, sets = read_features(path)
         try:
             scores = score_all(features, labels, sets, top_ks=tuple(top_k), firing_rate=firing_rate,
-                               min_set_size=min_set_size)
+                               min_set_size=min_set_size, bootstrap=bootstrap, seed=seed)
         except UserError as error:  # NaN features, a set mixing classes: say which file
             raise UserError(f"{path}: {error}") from error
         rows += [{"dataset": Path(path).stem, **row} for row in scores]
-    return pd.DataFrame(rows, columns=["dataset", "measure", "top_k", "score"])
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)

@@ -41,7 +41,8 @@ def write_invariance_table(table: pd.DataFrame, md_path: str) -> None:
 
 
 def plot_invariance(combined: pd.DataFrame, out_png: str) -> None:
-    """One panel per (measure, top_k); datasets on the x axis, one bar per method."""
+    """One panel per (measure, top_k); datasets on the x axis, one bar per method, its 95% interval as a black line
+    where the scores have one."""
     panels = combined[["measure", "top_k"]].drop_duplicates().sort_values(["measure", "top_k"]).itertuples(index=False)
     panels = list(panels)
     methods = list(dict.fromkeys(combined.display_name))
@@ -51,8 +52,11 @@ def plot_invariance(combined: pd.DataFrame, out_png: str) -> None:
     for axis, (measure, top_k) in zip(axes[0], panels):
         panel = combined[(combined.measure == measure) & (combined.top_k == top_k)]
         for j, method in enumerate(methods):
-            scores = panel[panel.display_name == method].set_index("dataset").score.reindex(datasets)
-            axis.bar(np.arange(len(datasets)) + (j - (len(methods) - 1) / 2) * width, scores, width, label=method)
+            rows = panel[panel.display_name == method].set_index("dataset").reindex(datasets)
+            positions = np.arange(len(datasets)) + (j - (len(methods) - 1) / 2) * width
+            axis.bar(positions, rows.score, width, label=method)
+            if "ci_low" in rows:  # the interval itself, not distances from the score: top-K scores can lie outside it
+                axis.vlines(positions, rows.ci_low, rows.ci_high, colors="black", linewidth=0.8)
         axis.set_xticks(np.arange(len(datasets)), datasets, rotation=30, ha="right")
         axis.set_title(f"{measure}, top-{top_k}")
     axes[0][0].set_ylabel("invariance score")

@@ -78,6 +78,7 @@ rule invariance:
         "results/invariance/{method}.csv",
     params:
         invariance=config["invariance"],
+        seed=config["seed"],
     log:
         "logs/invariance/{method}.log",
     conda:

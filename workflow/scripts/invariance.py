@@ -4,4 +4,5 @@ from vidssl.invariance import score_feature_files
 from vidssl.io import write_csv
 
 run_stage(snakemake, lambda log: write_csv(
-    score_feature_files(list(snakemake.input), **snakemake.params.invariance), snakemake.output[0]))
+    score_feature_files(list(snakemake.input), **snakemake.params.invariance, seed=snakemake.params.seed),
+    snakemake.output[0]))
