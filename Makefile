@@ -11,8 +11,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e .
 	touch $(STAMP)
 
+# The GPUs of this machine, counted when `run` starts (vidssl.devices, no CUDA): Snakemake starts at most that many
+# GPU jobs at once, and each claims its own devices.
+GPUS = $(shell $(VENV)/bin/python -c "from vidssl.devices import gpu_count; print(gpu_count())")
+
 run: $(STAMP)
-	$(VENV)/bin/snakemake --cores all results/table5.csv
+	$(VENV)/bin/snakemake --cores all --resources gpu=$(GPUS) results/table5.csv
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q --durations=20

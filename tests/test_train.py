@@ -24,7 +24,8 @@ from vidssl.chunk_store import ChunkStore
 from vidssl.figures import plot_training
 from vidssl.io import UserError, write_parquet
 from vidssl.methods import METHODS
-from vidssl.samples import TrainingSamples, read_tracks, step_batches
+from vidssl.knn_monitor import KnnMonitor
+from vidssl.samples import TrainingSamples, list_labelled, read_tracks, step_batches
 from vidssl.train import train
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
@@ -178,6 +179,13 @@ def test_a_non_finite_loss_stops_the_run_at_its_step(data, tmp_path, method, lr)
     step = int(re.search(r"at step (\d+)", str(stopped.value))[1])
     saved = torch.load(tmp_path / method / "resume.pt", weights_only=True)  # the last state with a finite loss
     assert saved["step"] == step - 1 and all(map(math.isfinite, (row["loss"] for row in saved["history"])))
+
+
+def test_the_knn_monitor_holds_a_seeded_sample_of_the_labelled_set(data):
+    items, _ = list_labelled(data / "labelled")
+    sampled, again, whole = (KnnMonitor(items, 32, seed=0, samples=n) for n in (6, 6, 1000))
+    assert len(sampled.bank[0]) + len(sampled.query[0]) == 6 and len(whole.bank[0]) + len(whole.query[0]) == 12
+    assert torch.equal(sampled.bank[0], again.bank[0]) and torch.equal(sampled.query[1], again.query[1])
 
 
 def test_region_tracker_with_workers(data, tmp_path):

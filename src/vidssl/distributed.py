@@ -54,9 +54,10 @@ def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
 
 
 def average(x: torch.Tensor) -> torch.Tensor:
-    """`x` averaged over the ranks, in place."""
+    """`x` averaged over the ranks, in place (a sum divided by the world: gloo has no ReduceOp.AVG)."""
     if distributed():
-        dist.all_reduce(x, op=dist.ReduceOp.AVG)
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        x.div_(dist.get_world_size())
     return x
 
 

@@ -10,9 +10,11 @@ import argparse
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,51 +22,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from vidssl import distributed
-from vidssl.augment import eval_transform
-from vidssl.backbone import export_backbone, pooled_features
+from vidssl.backbone import export_backbone
 from vidssl.config import check_queue
 from vidssl.devices import claim_gpus
 from vidssl.errors import UserError
 from vidssl.fingerprint import describe, differences, run_identity
 from vidssl.io import atomic_path, write_csv
+from vidssl.knn_monitor import KNN_SAMPLES, KnnMonitor
 from vidssl.methods import INPUTS, METHODS, Method, check_inputs, get as get_method
-from vidssl.samples import TrainingSamples, list_labelled, read_labelled_image, step_batches
+from vidssl.samples import TrainingSamples, list_labelled, step_batches
 
 CSV_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "knn_top1"]
-
-
-class KnnMonitor:
-    """Weighted cosine kNN (MoCo demo: k 200, weights exp(sim / 0.1)) on a fixed seeded half/half split of a labelled set."""
-
-    def __init__(self, items: list[tuple[str, int]], image_size: int, seed: int, k: int = 200):
-        images = torch.stack([eval_transform(read_labelled_image(path), image_size) for path, _ in items])
-        labels = torch.tensor([label for _, label in items])
-        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))
-        bank, query = order[: len(items) // 2], order[len(items) // 2:]
-        self.bank, self.query = (images[bank], labels[bank]), (images[query], labels[query])
-        # k 200 suits ImageNet-sized banks; in a bank of a few hundred it would outvote every neighbourhood
-        self.k, self.classes = max(1, min(k, len(bank) // 10)), int(labels.max()) + 1
-
-    @torch.no_grad()
-    def features(self, net, images: torch.Tensor, device) -> torch.Tensor:
-        out = [pooled_features(net, batch.to(device)).float() for batch in images.split(256)]
-        return F.normalize(torch.cat(out), dim=1)
-
-    def __call__(self, net, device) -> float:
-        was_training = net.training
-        net.eval()
-        bank, query = self.features(net, self.bank[0], device), self.features(net, self.query[0], device)
-        net.train(was_training)
-        similarity, neighbours = (query @ bank.T).topk(self.k, dim=1)
-        votes = torch.zeros(len(query), self.classes, device=bank.device)
-        votes.scatter_add_(1, self.bank[1].to(bank.device)[neighbours], (similarity / 0.1).exp())
-        return float((votes.argmax(1).cpu() == self.query[1]).float().mean())
 
 
 def base_lr(cfg: dict) -> float:
@@ -242,7 +215,7 @@ def train_steps(run: Run, last: int) -> None:
                                              distributed.world_size()),
         num_workers=int(t["workers"]), persistent_workers=int(t["workers"]) > 0, pin_memory=run.device.type == "cuda",
         generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
-    knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed) \
+    knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed, int(t.get("knn_samples", KNN_SAMPLES))) \
         if run.labelled and t["knn_every"] and distributed.is_main() else None
     run.stepper.train()
     progress = tqdm(total=last - run.start, desc=f"train {run.method.name}", disable=not distributed.is_main(),
@@ -335,17 +308,28 @@ def launch(job: dict, log: logging.Logger) -> None:
     if gpus == 1:
         train(**job, log=log)
         return
-    config_json = Path(job["out_dir"]) / "config.json"
-    config_json.write_text(json.dumps(job["cfg"]))
-    # An argv list, no shell: config values never reach a shell parser.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", "vidssl.train", "--config-json", str(config_json), "--method", job["method"],
-               "--out-dir", job["out_dir"]]
-    for key in (*INPUTS, "labelled"):
-        if job.get(key):
-            command += [option(key), *([job[key]] if isinstance(job[key], str) else job[key])]
-    log.info("starting %s", command)
-    subprocess.run(command, check=True, stderr=sys.stderr, stdout=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="vidssl-torchrun-") as scratch:
+        config_json = Path(scratch) / "config.json"
+        config_json.write_text(json.dumps(job["cfg"]))
+        # An argv list, no shell: config values never reach a shell parser.
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+                   "-m", "vidssl.train", "--config-json", str(config_json), "--method", job["method"],
+                   "--out-dir", job["out_dir"], "--error-dir", scratch]
+        for key in (*INPUTS, "labelled"):
+            if job.get(key):
+                command += [option(key), *([job[key]] if isinstance(job[key], str) else job[key])]
+        log.info("starting %s", command)
+        finished = subprocess.run(command, stderr=sys.stderr, stdout=sys.stderr)
+        if finished.returncode:
+            raise child_error(Path(scratch), finished.returncode)
+
+
+def child_error(scratch: Path, code: int) -> Exception:
+    """The one line the lowest rank that stopped on a UserError left in `scratch`, else a pointer to the tracebacks."""
+    stopped = sorted(scratch.glob("rank*.error"), key=lambda path: int(path.stem.removeprefix("rank")))
+    if stopped:
+        return UserError(stopped[0].read_text())
+    return RuntimeError(f"torchrun's training processes failed (exit status {code}); their tracebacks are in the log")
 
 
 def option(key: str) -> str:
@@ -361,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(option(key), nargs="*", default=None, help=f"the {files}")
     parser.add_argument(option("labelled"), default=None, help="a labelled ImageFolder set")
     parser.add_argument(option("out_dir"), required=True)
+    parser.add_argument(option("error_dir"), default=None, help="where a rank that stops on a user mistake says why")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     files = {key: getattr(args, key) for key in INPUTS if getattr(args, key)}
@@ -368,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = json.loads(Path(args.config_json).read_text())
         train(args.method, labelled=args.labelled, out_dir=args.out_dir, cfg=cfg, **files)
     except UserError as error:
+        if args.error_dir:
+            (Path(args.error_dir) / f"rank{os.environ.get('RANK', 0)}.error").write_text(str(error))
         sys.exit(f"error: {error}")
     finally:
         distributed.leave()

@@ -31,6 +31,8 @@ for train_method in TRAINED_METHODS:
         resources:
             mem_mb=16000,
             runtime=24 * 60,
+            # torchrun --standalone starts every process of a job on one node: SLURM must not spread its GPUs
+            nodes=1,
             gpu=config["train"]["gpus"],
             cpus_per_gpu=8,
             tasks_per_gpu=0,
