@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench gpu-check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py
+
+# What no CPU can show (bf16 and channels_last steps at 224 px, roi_align on the GPU, one DDP step with two GPUs), a
+# few minutes on one GPU; at a tiny size without one. Writes results/gpu_check.csv.
+gpu-check: $(STAMP)
+	$(VENV)/bin/python benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint
