@@ -54,7 +54,8 @@ def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
 
 
 def average(x: torch.Tensor) -> torch.Tensor:
-    """`x` averaged over the ranks, in place (a sum divided by the world: gloo has no ReduceOp.AVG)."""
+    """`x` averaged over the ranks, in place: a sum divided by the world, which every backend takes (ReduceOp.AVG is
+    documented as NCCL-only)."""
     if distributed():
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
         x.div_(dist.get_world_size())
