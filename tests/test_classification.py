@@ -107,11 +107,13 @@ def test_score_method_reads_feature_files_and_lists(tmp_path):
     marks = np.where(one_hot(labels, CLASSES) == 1, 1, -1)
     voc = write_set(tmp_path, "voc07", one_hot(labels), np.full(len(labels), -1), split, marks)
     table = classification.score_method([single[0], voc[0]], [single[1], voc[1]], seed=0)
-    assert table.to_dict("records") == [{"dataset": "labelled", "metric": "knn_top1", "value": 100.0},
-                                        {"dataset": "labelled", "metric": "linear_top1", "value": 100.0},
-                                        {"dataset": "voc07", "metric": "voc07_map", "value": 100.0}]
+    assert table[["dataset", "metric", "value"]].to_dict("records") == [
+        {"dataset": "labelled", "metric": "knn_top1", "value": 100.0},
+        {"dataset": "labelled", "metric": "linear_top1", "value": 100.0},
+        {"dataset": "voc07", "metric": "voc07_map", "value": 100.0}]
+    assert table[["ci_low", "ci_high"]].isna().all().all()  # no resamples: no intervals
     stacked = classification.stack_methods({"moco": table, "random": table})
-    assert stacked.columns.tolist() == ["method", "dataset", "metric", "value"]
+    assert stacked.columns.tolist() == ["method", "dataset", "metric", "value", "ci_low", "ci_high"]
     assert stacked.method.tolist() == ["moco"] * 3 + ["random"] * 3
 
 
@@ -133,3 +135,19 @@ def test_linear_probe_on_a_training_split_smaller_than_its_held_out_share_needs(
     assert predicted.tolist() == [2, 1, 0]
     with pytest.raises(UserError, match="single class"):
         classification.linear_probe_predict(train_x[:2], [0, 0], train_x[:1], seed=0)
+
+
+def test_intervals_resample_the_test_images(tmp_path):
+    labels, test = balanced_split()
+    split = np.where(test, "test", "train")
+    noisy = one_hot(labels) + np.random.default_rng(0).normal(scale=0.6, size=(len(labels), 16))  # some go wrong
+    single = write_set(tmp_path, "labelled", noisy, labels, split)
+    first, again = (classification.score_method([single[0]], [single[1]], seed=3, resamples=300) for _ in range(2))
+    pd.testing.assert_frame_equal(first, again)
+    for row in first.itertuples():
+        assert row.ci_low < row.value < row.ci_high and row.ci_high - row.ci_low < 40, row
+    # a perfect predictor is right on every resample; mAP of a perfect ranking likewise
+    marks = np.where(one_hot(labels, CLASSES) == 1, 1, -1)
+    voc = write_set(tmp_path, "voc07", one_hot(labels), np.full(len(labels), -1), split, marks)
+    (row,) = classification.score_method([voc[0]], [voc[1]], seed=0, resamples=50).itertuples()
+    assert row.value == row.ci_low == row.ci_high == 100.0

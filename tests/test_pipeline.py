@@ -21,7 +21,14 @@ def test_table5(tiny_run):
     assert ((classes > 0) & (classes <= 100)).all().all()
     # Avg is the rounded mean of the unrounded accuracies: within 0.05 + 0.05 of the mean of the rounded cells
     assert (table.Avg - classes.mean(axis=1)).abs().max() <= 0.1 + 1e-9
-    assert (tiny_run / "results" / "table5.md").read_text().startswith("| Method")
+    markdown = (tiny_run / "results" / "table5.md").read_text().splitlines()
+    assert markdown[0] == "| Method | aeroplane | car | bird | Avg | Avg − Random init |" and " ± " in markdown[2]
+    assert "Mean over 2 probe seeds" in markdown[-1]  # the tiny config's partseg.seeds
+    intervals = pd.read_csv(tiny_run / "results" / "table5_ci.csv")
+    assert len(intervals) == 5 * 4 and intervals["class"].tolist()[:4] == ["aeroplane", "car", "bird", "Avg"]
+    assert ((intervals.ci_low <= intervals["mean"]) & (intervals["mean"] <= intervals.ci_high)).all()
+    # table5.csv holds the seed means that table5_ci.csv gives unrounded
+    assert (intervals[intervals["class"] == "Avg"]["mean"].round(1).to_numpy() == table.Avg.to_numpy()).all()
 
 
 def test_invariance_and_features(tiny_run):
@@ -30,6 +37,7 @@ def test_invariance_and_features(tiny_run):
     assert set(scores.dataset) == {"viewpoint", "illumination", "occlusion", "instance"}
     assert set(scores.measure) == {"class_conditional", "goodfellow", "official"}
     assert scores.score.notna().all() and (scores.score >= 0).all()
+    assert scores.ci_low.notna().all() and (scores.ci_low <= scores.ci_high).all()
     with h5py.File(tiny_run / "results" / "features" / "moco" / "viewpoint.h5") as h5:
         assert h5["features"].shape[1] == 512 and h5["features"].dtype == "float32"
         assert len(h5["label"]) == len(h5["set"]) == h5["features"].shape[0]
@@ -38,7 +46,8 @@ def test_invariance_and_features(tiny_run):
 
 def test_classification_and_the_invariance_table(tiny_run):
     scores = pd.read_csv(tiny_run / "results" / "classification.csv")
-    assert scores.columns.tolist() == ["method", "dataset", "metric", "value"]
+    assert scores.columns.tolist() == ["method", "dataset", "metric", "value", "ci_low", "ci_high"]
+    assert ((scores.ci_low <= scores.value) & (scores.value <= scores.ci_high)).all()
     assert set(scores.method) == {"random", "supervised", "moco", "fti", "region_tracker"}
     assert set(scores.dataset) == {"synthetic_labelled"} and set(scores.metric) == {"knn_top1", "linear_top1"}
     assert len(scores) == 10 and ((scores.value >= 0) & (scores.value <= 100)).all()
@@ -69,6 +78,9 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
     [
         ("invariance:\n  top_k: [3]\n", {"invariance", "invariance_summary", "all"}),
         ("partseg:\n  size: 32\n", {"partseg_probe", "table5", "all"}),
+        ("partseg:\n  seeds: [0, 1, 2]\n", {"partseg_probe", "table5", "all"}),
+        ("table5:\n  bootstrap: 200\n", {"table5", "all"}),
+        ("invariance:\n  bootstrap: 50\n", {"invariance", "invariance_summary", "all"}),
         ("moco:\n  momentum: 0.9\n",
          {"train_moco", "train_fti", "train_region_tracker", "training_plot", "features", "partseg_features",
           "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
@@ -92,9 +104,11 @@ def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
     # run_config records the resolved config, so it reruns on every change
     assert set(jobs) == reruns | {"run_config"}
     if "tracks" in reruns:
-        # only region_tracker's features, probe and training curve: one job each
-        assert jobs["features"] == jobs["partseg_features"] == jobs["partseg_probe"] == jobs["training_plot"] == 1
+        # only region_tracker's features, probes (one per probe seed of the tiny config) and training curve
+        assert jobs["features"] == jobs["partseg_features"] == jobs["training_plot"] == 1 and jobs["partseg_probe"] == 2
         assert jobs["classification_features"] == jobs["classification_scores"] == 1
+    if "seeds" in overlay:
+        assert jobs["partseg_probe"] == 5, "only the new seed's probes: seeds 0 and 1 are kept"
     if "eval_index" in reruns:
         # only the classification set's list; every method's classification features and scores
         assert jobs["eval_index"] == 1 and jobs["classification_features"] == jobs["classification_scores"] == 5

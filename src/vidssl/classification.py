@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from vidssl import bootstrap
 from vidssl.datasets.labelled import SPLIT, TARGET_PREFIX
 from vidssl.errors import UserError
 from vidssl.feature_files import read_features
@@ -156,36 +157,53 @@ def _split_rows(features_path: str, index_path: str) -> tuple[np.ndarray, pd.Dat
     return features, index
 
 
-def score_dataset(features_path: str, index_path: str, *, seed: int) -> list[dict]:
+def score_dataset(features_path: str, index_path: str, *, seed: int, resamples: int = 0) -> list[dict]:
     """The metrics of one classification set: VOC07 mAP when its list carries per-class marks, else kNN and
-    linear-probe top-1, as rows {metric, value}."""
+    linear-probe top-1, as rows {metric, value, ci_low, ci_high}: the 95% interval over `resamples` bootstrap draws of
+    the test images (seeded; both top-1s over the same draws), NaN when `resamples` is 0. The predictors are fit once:
+    the interval is that of the test set's sampling, not of refitting."""
     features, index = _split_rows(features_path, index_path)
     train, test = (index[SPLIT] == "train").to_numpy(), (index[SPLIT] == "test").to_numpy()
     mark_columns = [column for column in index.columns if column.startswith(TARGET_PREFIX)]
     if mark_columns:
         marks = index[mark_columns].to_numpy()
-        scores = svm_scores(features[train], marks[train], features[test])
-        return [{"metric": "voc07_map", "value": voc07_map(marks[test], scores)}]
+        scores, test_marks = svm_scores(features[train], marks[train], features[test]), marks[test]
+        low, high = (bootstrap.statistic_interval(len(scores), lambda drawn: voc07_map(test_marks[drawn], scores[drawn]),
+                                                  resamples=resamples, seed=seed) if resamples else (math.nan, math.nan))
+        return [{"metric": "voc07_map", "value": voc07_map(test_marks, scores), "ci_low": low, "ci_high": high}]
     labels = index.label.to_numpy()
-    knn = knn_predict(features[train], labels[train], features[test])
-    linear = linear_probe_predict(features[train], labels[train], features[test], seed=seed)
-    return [{"metric": "knn_top1", "value": top1(knn, labels[test])},
-            {"metric": "linear_top1", "value": top1(linear, labels[test])}]
+    predicted = {
+        "knn_top1": knn_predict(features[train], labels[train], features[test]),
+        "linear_top1": linear_probe_predict(features[train], labels[train], features[test], seed=seed),
+    }
+    intervals = bootstrap.mean_intervals({metric: 100 * (guess == labels[test]) for metric, guess in predicted.items()},
+                                         resamples=resamples, seed=seed) if resamples else {}
+    rows = []
+    for metric, guess in predicted.items():
+        low, high = intervals.get(metric, (math.nan, math.nan))
+        rows.append({"metric": metric, "value": top1(guess, labels[test]), "ci_low": low, "ci_high": high})
+    return rows
 
 
-def score_method(features_paths: list[str], index_paths: list[str], *, seed: int, log=None) -> pd.DataFrame:
-    """Every classification set of one method (features and lists in the same order): dataset, metric, value."""
+SCORE_COLUMNS = ["dataset", "metric", "value", "ci_low", "ci_high"]
+
+
+def score_method(features_paths: list[str], index_paths: list[str], *, seed: int, resamples: int = 0,
+                 log=None) -> pd.DataFrame:
+    """Every classification set of one method (features and lists in the same order): dataset, metric, value and its
+    interval."""
     rows = []
     for features_path, index_path in zip(features_paths, index_paths):
-        for row in score_dataset(features_path, index_path, seed=seed):
+        for row in score_dataset(features_path, index_path, seed=seed, resamples=resamples):
             rows.append({"dataset": Path(index_path).stem, **row})
             if log:
-                log.info("%s %s: %.2f", rows[-1]["dataset"], row["metric"], row["value"])
-    return pd.DataFrame(rows, columns=["dataset", "metric", "value"])
+                log.info("%s %s: %.2f [%.2f, %.2f]", rows[-1]["dataset"], row["metric"], row["value"], row["ci_low"],
+                         row["ci_high"])
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
 def stack_methods(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per-method tables -> one table: method, dataset, metric, value (percent)."""
     frames = [table.assign(method=method) for method, table in tables.items()]
-    combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["dataset", "metric", "value"])
-    return combined.reindex(columns=["method", "dataset", "metric", "value"])
+    combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
+    return combined.reindex(columns=["method", *SCORE_COLUMNS])

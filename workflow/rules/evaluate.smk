@@ -136,6 +136,7 @@ if CLASSIFICATION_DATASETS:
             "results/classification/{method}.csv",
         params:
             seed=config["seed"],
+            resamples=config["classification"]["bootstrap"],
         log:
             "logs/classification/{method}.log",
         conda:

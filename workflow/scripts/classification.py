@@ -5,5 +5,5 @@ from vidssl.io import write_csv
 
 run_stage(snakemake, lambda log: write_csv(
     classification.score_method(paths(snakemake.input.features), paths(snakemake.input.images),
-                                seed=snakemake.params.seed, log=log),
+                                seed=snakemake.params.seed, resamples=snakemake.params.resamples, log=log),
     snakemake.output[0]))
