@@ -162,19 +162,22 @@ def test_a_trained_model_follows_its_inputs_in_snakemake(upstream, tmp_path):
     model, log = workdir / "results" / "models" / "moco", workdir / "logs" / "train" / "moco.log"
     target = "results/models/moco/backbone.pth"
     for extra in ((), ("--forcerun", "train_moco")):
-        result = snakemake(workdir, "--cores", "2", *extra, target)
+        result = snakemake(workdir, "--cores", "2", target, *extra)  # --forcerun takes every name after it
         assert result.returncode == 0, result.stderr[-3000:]
         assert not (model / "resume.pt").exists() and "resuming" not in log.read_text()
 
+    overlay = tmp_path / "smaller_chunks.yaml"
+    overlay.write_text("chunks: {max_side: 48}\n")
+    smaller_chunks = ("--configfile", str(ROOT / "config" / "tiny.yaml"), str(overlay))
     shutil.copy2(model / "checkpoint.pt", model / "resume.pt")  # what a job killed after its last checkpoint leaves
-    result = snakemake(workdir, "--cores", "2", "--config", "chunks={max_side: 48}", target)
+    result = snakemake(workdir, "--cores", "2", target, *smaller_chunks)
     assert result.returncode == 0, result.stderr[-3000:]
     text = log.read_text()
     assert "resuming" not in text and "made from other settings or inputs (chunks results/chunks/0000.h5 changed" in text
 
     shutil.copy2(model / "checkpoint.pt", model / "resume.pt")
     shutil.rmtree(model)
-    result = snakemake(workdir, "--cores", "2", "--config", "chunks={max_side: 48}", target)
+    result = snakemake(workdir, "--cores", "2", target, *smaller_chunks)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming" not in log.read_text() and pd.read_csv(model / "train.csv").step.tolist() == list(range(1, 7))
 
