@@ -139,7 +139,7 @@ def test_pascal_part_file_missing_a_field_is_a_recorded_skip(tmp_path):
 def run_invariance_script(tmp_path: Path, feature_files: list[Path]) -> subprocess.CompletedProcess:
     """workflow/scripts/invariance.py as Snakemake runs it: a fresh Python with a `snakemake` object in its globals."""
     job = dict(input=[str(p) for p in feature_files], output=[str(tmp_path / "out.csv")], log=[str(tmp_path / "job.log")],
-               params={"invariance": {"top_k": [2], "firing_rate": 0.01, "min_set_size": 2}})
+               params={"invariance": {"top_k": [2], "firing_rate": 0.01, "min_set_size": 2}, "seed": 0})
     code = ("import json, runpy, sys, types\n"
             "job = json.loads(sys.argv[1])\n"
             "smk = types.SimpleNamespace(input=job['input'], output=job['output'], log=job['log'], rule='invariance',\n"
@@ -201,7 +201,7 @@ def raw_name(folder: Path, name: bytes) -> Path:
 
 def written_index(source: dict, out: Path) -> tuple[list[str], dict[str, str]]:
     """The image list the eval_index rule writes for `source`: its file names and its recorded skips by item."""
-    write_index(source, str(out), logging.getLogger("test"))
+    write_index(source, str(out), log=logging.getLogger("test"))
     names = sorted(Path(path).name for path in read_parquet(out).path)
     return names, {item["item"]: item["reason"] for item in parquet_metadata(out)["skipped"]}
 

@@ -131,7 +131,7 @@ from vidssl import train
 from vidssl.cli import run_stage
 job = json.loads(sys.argv[1])
 run_stage(types.SimpleNamespace(log=[sys.argv[2]], rule="train_" + job["method"], threads=1),
-          lambda log: train.launch(job, log))
+          lambda log: train.launch(job, log=log))
 """
 
 

@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from vidssl.images import IMAGENET_MEAN, IMAGENET_STD
+
+MEAN, STD = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
 MIN_BOX = 2.0
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
@@ -56,7 +57,7 @@ def rgb_float(bgr: np.ndarray) -> np.ndarray:
 
 def normalised_tensor(rgb: np.ndarray) -> torch.Tensor:
     """Float RGB H x W x 3 in [0, 1] -> ImageNet-normalised 3 x H x W tensor."""
-    return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
+    return torch.from_numpy(((rgb - MEAN) / STD).transpose(2, 0, 1).copy())
 
 
 def grayscale(rgb: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from vidssl.io import UserError, atomic_path
+from vidssl.errors import UserError
+from vidssl.io import atomic_path
 
 BLOCKS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
 STEMS = ("imagenet", "small")

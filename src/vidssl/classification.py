@@ -7,6 +7,7 @@ per test image, so per-image correctness stays available for resampling the test
 """
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -189,16 +190,16 @@ SCORE_COLUMNS = ["dataset", "metric", "value", "ci_low", "ci_high"]
 
 
 def score_method(features_paths: list[str], index_paths: list[str], *, seed: int, resamples: int = 0,
-                 log=None) -> pd.DataFrame:
+                 log: logging.Logger | None = None) -> pd.DataFrame:
     """Every classification set of one method (features and lists in the same order): dataset, metric, value and its
     interval."""
+    log = log or logging.getLogger(__name__)
     rows = []
     for features_path, index_path in zip(features_paths, index_paths):
         for row in score_dataset(features_path, index_path, seed=seed, resamples=resamples):
             rows.append({"dataset": Path(index_path).stem, **row})
-            if log:
-                log.info("%s %s: %.2f [%.2f, %.2f]", rows[-1]["dataset"], row["metric"], row["value"], row["ci_low"],
-                         row["ci_high"])
+            log.info("%s %s: %.2f [%.2f, %.2f]", rows[-1]["dataset"], row["metric"], row["value"], row["ci_low"],
+                     row["ci_high"])
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 

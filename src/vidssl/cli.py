@@ -5,7 +5,8 @@ import sys
 import time
 from typing import Callable
 
-from vidssl.io import UserError, rule_logger
+from vidssl.errors import UserError
+from vidssl.io import rule_logger
 
 
 def run_stage(smk, stage: Callable) -> None:

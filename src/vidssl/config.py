@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from vidssl.datasets import sources
-from vidssl.io import UserError
+from vidssl.errors import UserError
 from vidssl.methods import METHODS
 
 SYNTHETIC_ROOT = "resources/synthetic"

@@ -6,6 +6,7 @@ with ImageNet statistics, as in the paper's published scoring code.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 
 import h5py
@@ -17,10 +18,11 @@ from tqdm import tqdm
 
 from vidssl.backbone import load_backbone
 from vidssl.datasets.eval_sets import load_image
-from vidssl.io import UserError, atomic_path, read_parquet
+from vidssl.errors import UserError
+from vidssl.images import IMAGENET_MEAN, IMAGENET_STD
+from vidssl.io import atomic_path, read_parquet
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+MEAN, STD = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 class IndexImages(Dataset):
@@ -71,7 +73,7 @@ def source(images_path: str, image_size: int) -> tuple[Dataset, np.ndarray, np.n
 def normalise(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
     """N x H x W x 3 uint8 RGB -> N x 3 x H x W float, ImageNet-normalised."""
     x = batch_uint8.to(device).permute(0, 3, 1, 2).float().div_(255)
-    return (x - IMAGENET_MEAN.to(device)) / IMAGENET_STD.to(device)
+    return (x - MEAN.to(device)) / STD.to(device)
 
 
 def loader_workers(threads: int, cuda: bool) -> int:
@@ -83,13 +85,15 @@ def loader_workers(threads: int, cuda: bool) -> int:
 
 
 def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, image_size: int | Mapping[str, int],
-            batch_size: int, method: str, workers: int | None = None, log=None) -> dict[str, int]:
+            batch_size: int, method: str, workers: int | None = None,
+            log: logging.Logger | None = None) -> dict[str, int]:
     """For each (dataset, images_path, out_path): write `features`, `label`, `set`, `class_names`; return image counts.
     `image_size` is the input side of every dataset, or a mapping dataset -> side.
 
     The backbone is loaded once for all datasets of a method: a job per (method, dataset) would spend most of its
     time starting Python and torch. `workers` None: `loader_workers` for torch's thread count and the device.
     """
+    log = log or logging.getLogger(__name__)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if workers is None:
         workers = loader_workers(torch.get_num_threads(), device.type == "cuda")
@@ -117,6 +121,5 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
                     features[start:start + len(output)] = output
                     start += len(output)
         counts[dataset] = len(images)
-        if log:
-            log.info("%s/%s: %d images, %d-d features", method, dataset, len(images), model.feature_dim)
+        log.info("%s/%s: %d images, %d-d features", method, dataset, len(images), model.feature_dim)
     return counts

@@ -1,4 +1,5 @@
-"""Image files: the suffixes every stage reads as images, and the one reader they share."""
+"""Images: the suffixes every stage reads as images, the one reader they share, and the ImageNet channel statistics
+every network input is normalised with (RGB, in [0, 1])."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,8 @@ import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def read_image(path: str | os.PathLike, *, rgb: bool = False) -> np.ndarray | None:

@@ -20,8 +20,6 @@ from vidssl.images import read_image
 from vidssl.io import atomic_path
 from vidssl.names import read_lines, shown
 
-log = logging.getLogger("vidssl")
-
 TRAIN, TEST = 0, 1
 
 
@@ -146,7 +144,8 @@ def _write_crops(out_h5: str | Path, crops: list[np.ndarray], maps: np.ndarray, 
             out.attrs["skipped"] = json.dumps(skipped)
 
 
-def _split_counts(crop_class: list[str], crop_split: list[int], classes: list[str]) -> dict[str, dict[str, int]]:
+def _split_counts(crop_class: list[str], crop_split: list[int], classes: list[str],
+                  log: logging.Logger) -> dict[str, dict[str, int]]:
     """Crops per class and split; a class missing from either split is logged, as its probe cannot run."""
     counts = {name: {"train": 0, "test": 0} for name in classes}
     for name, split in zip(crop_class, crop_split):
@@ -170,12 +169,14 @@ def make_crops(
     test_fraction: float,
     seed: int,
     split_lists: str | Path | None = None,
+    log: logging.Logger | None = None,
 ) -> dict:
     """Crop every part-annotated object of `classes` with its part-label map into one HDF5 file.
 
     Labels of a class are 1..P for its folded part names sorted, as seen across the whole dataset
     (0 is background, including other objects). Returns counts per class and split, and the skips.
     """
+    log = log or logging.getLogger(__name__)
     images_dir, annotations_dir = Path(images_dir), Path(annotations_dir)
     mat_files = sorted(annotations_dir.glob("*.mat"))
     if not mat_files:
@@ -221,6 +222,6 @@ def make_crops(
     _write_crops(out_h5, crops, maps, crop_class, labels, crop_split, crop_image, classes=classes,
                  part_names=part_names, skipped=skipped)
 
-    counts = _split_counts(crop_class, crop_split, classes)
+    counts = _split_counts(crop_class, crop_split, classes, log)
     log.info("partseg: %d crops, %d skipped", len(crops), len(skipped))
     return {"crops": len(crops), "counts": counts, "part_names": part_names, "skipped": skipped}

@@ -20,8 +20,6 @@ from vidssl.feature_files import require_finite
 from vidssl.io import empty_frame
 from vidssl.partseg_crops import TEST, TRAIN, resize_maps
 
-log = logging.getLogger("vidssl")
-
 
 class PartDecoder(nn.Module):
     """Four transposed convolutions from a D-vector (as a D x 1 x 1 map) to `size` x `size` logits.
@@ -124,10 +122,12 @@ def probe_all(
     epochs: int,
     lr: float,
     seed: int,
+    log: logging.Logger | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One probe per class. Returns a row per class (part count, crop counts, pixel accuracy, floor) and a row per
     test image and class (its test pixels, and how many the probe and the floor got right), which the bootstrap of
     `vidssl.table5` resamples: crops of one image are not independent, images are."""
+    log = log or logging.getLogger(__name__)
     data, features = _read_inputs(crops_h5, features_h5)
     rows, per_image = [], []
     for name in tqdm(classes, desc="partseg probe", unit="class"):

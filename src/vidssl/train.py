@@ -280,7 +280,7 @@ def train(method: str, *, out_dir: str, cfg: dict, labelled: str | None = None, 
 
     `stop_at` ends this process after that step with a resumable checkpoint (time-sliced jobs); rerunning resumes.
     """
-    log = log or logging.getLogger("vidssl.train")
+    log = log or logging.getLogger(__name__)
     spec = get_method(method)
     local_rank = distributed.join(cfg["train"].get("gpus", 1))
     check_settings(spec, cfg, files, labelled)
@@ -300,7 +300,7 @@ def train(method: str, *, out_dir: str, cfg: dict, labelled: str | None = None, 
             "device": str(run.device), "world": distributed.world_size()}
 
 
-def launch(job: dict, log: logging.Logger) -> None:
+def launch(job: dict, *, log: logging.Logger | None = None) -> None:
     """Run `job` (train()'s keywords) on train.gpus devices: in this process for one, else under torchrun with a
     process per GPU, each entering through main()."""
     gpus = job["cfg"]["train"]["gpus"]

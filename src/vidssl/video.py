@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -272,8 +273,9 @@ def _chunk_problem(stored: dict, start: int, length: int) -> str:
 
 
 def extract_chunks(manifest: pd.DataFrame, out_path: str, *, shard: int, per_video: int, length: int,
-                   max_side: int, jpeg_quality: int, log=None) -> dict:
+                   max_side: int, jpeg_quality: int, log: logging.Logger | None = None) -> dict:
     """Decode, resize and JPEG-encode the chunks of one shard into its container; return the skips and notes."""
+    log = log or logging.getLogger(__name__)
     videos = manifest[(manifest.shard == shard)].sort_values("video")
     skipped = [dict(video=r.video, reason=r.skip_reason) for r in videos.itertuples() if r.skip_reason]
     records, notes = [], []
@@ -297,11 +299,10 @@ def extract_chunks(manifest: pd.DataFrame, out_path: str, *, shard: int, per_vid
                 ok, jpeg = cv2.imencode(".jpg", stored[start + i], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
                 records.append((row.video, chunk, i, start + i, np.frombuffer(jpeg.tobytes(), np.uint8)))
             kept += 1
-        if log and kept < len(starts):
+        if kept < len(starts):
             log.warning("%s: kept %d of %d chunks", row.video, kept, len(starts))
     for item in skipped + notes:
-        if log:
-            log.warning("%s %s", "note" if "note" in item else "skipped", item)
+        log.warning("%s %s", "note" if "note" in item else "skipped", item)
     _write_container(out_path, records, shard=shard, length=length, max_side=max_side, skipped=skipped, notes=notes)
     return dict(frames=len(records), chunks=len(records) // length if length else 0, skipped=skipped, notes=notes)
 

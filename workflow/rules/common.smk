@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from vidssl import config as vidssl_config
 from vidssl import methods as vidssl_methods
 from vidssl.integrity import find_broken, stale_temps
-from vidssl.io import UserError
+from vidssl.errors import UserError
 
 
 def _fail(message):

@@ -2,4 +2,4 @@
 from vidssl.cli import run_stage
 from vidssl.datasets.readers import write_index
 
-run_stage(snakemake, lambda log: write_index(snakemake.params.source, snakemake.output[0], log))
+run_stage(snakemake, lambda log: write_index(snakemake.params.source, snakemake.output[0], log=log))

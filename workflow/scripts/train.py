@@ -15,4 +15,4 @@ job = dict(
     cfg={"seed": p.seed, "model": p.model, "moco": p.moco, "train": p.train},
 )
 
-run_stage(snakemake, lambda log: train.launch(job, log))
+run_stage(snakemake, lambda log: train.launch(job, log=log))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
-from vidssl.io import UserError
+from vidssl.errors import UserError
 from vidssl.names import read_lines
 
 DATASET = "got10k_occlusion"

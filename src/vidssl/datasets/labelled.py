@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vidssl.datasets.eval_sets import WHOLE_IMAGE, Skipped, existing_root, image_files, index_frame
-from vidssl.io import UserError
+from vidssl.errors import UserError
 
 SPLIT = "split"
 TARGET_PREFIX = "target_"

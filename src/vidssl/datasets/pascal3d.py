@@ -17,7 +17,7 @@ import pandas as pd
 
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
 from vidssl.datasets.matlab import load_mat
-from vidssl.io import UserError
+from vidssl.errors import UserError
 from vidssl.names import is_number, read_lines
 
 AZIMUTH_BINS = 6

@@ -1,6 +1,8 @@
 """The image list of one evaluation dataset, built from its source spec (`vidssl.datasets.sources`) and written."""
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from vidssl.datasets.aloi import aloi_index
@@ -40,8 +42,9 @@ def _storable(index: pd.DataFrame, skipped: Skipped) -> tuple[pd.DataFrame, Skip
     return index[~unstorable].reset_index(drop=True), skipped
 
 
-def write_index(source: dict, out_path: str, log) -> pd.DataFrame:
+def write_index(source: dict, out_path: str, *, log: logging.Logger | None = None) -> pd.DataFrame:
     """Build the list, log every skip, and write it (the skips kept in the file's metadata)."""
+    log = log or logging.getLogger(__name__)
     index, skipped = build_index(source)
     for item in skipped:
         log.warning("skipped %s: %s", item["item"], item["reason"])
