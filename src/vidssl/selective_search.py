@@ -18,6 +18,7 @@ import numpy as np
 from vidssl.errors import UserError
 
 MODES = ("fast", "quality")
+REFERENCE_SIDE = 128  # the long side at which `min_region` is given: the frames' stored size by default
 _LIBC = ctypes.CDLL(None)  # the process's own symbols, which include the libc rand() that OpenCV calls
 
 
@@ -37,17 +38,18 @@ def check_mode(mode: str) -> None:
         raise UserError(f"proposals.mode {mode!r} is not one of {', '.join(MODES)}")
 
 
-def selective_search(bgr: np.ndarray, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
-                     min_region: int = 36) -> np.ndarray:
-    """The first `top_k` selective-search boxes at least `min_size` pixels wide and tall, as n x 4 float32 x1, y1, x2, y2.
-
-    OpenCV's fast and quality set-ups, except that the graph segmentation keeps regions down to `min_region` pixels:
-    its default of 100 merges away anything under 10 x 10 px, a common object size in frames stored at 128 px, which
-    then has no proposal of its own. With `min_region=100` the boxes are OpenCV's own, in the same order.
-    """
+def configured_search(bgr: np.ndarray, *, mode: str = "fast", min_region: int = 36):
+    """OpenCV's fast or quality selective search on `bgr`, except that its graph segmentations keep regions down to
+    `min_region` pixels of a frame whose long side is 128 px, scaled with the frame's area: OpenCV's 100 merges away
+    anything under 10 x 10 px, a common object size in frames stored at 128 px, which then has no proposal of its
+    own. At 128 px, `min_region=100` is OpenCV's own set-up."""
     check_mode(mode)
+    bgr = as_bgr(bgr)
+    # Scaled with the area, the smallest region is the same part of the scene at any stored size; a fixed count would
+    # multiply the regions to merge, and the cost, at larger sizes.
+    smallest = max(1, round(min_region * (max(bgr.shape[:2]) / REFERENCE_SIDE) ** 2))
     search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-    search.setBaseImage(as_bgr(bgr))
+    search.setBaseImage(bgr)
     if mode == "fast":
         search.switchToSelectiveSearchFast()
     else:
@@ -56,7 +58,15 @@ def selective_search(bgr: np.ndarray, *, mode: str = "fast", top_k: int = 300, m
     # with our smallest region
     search.clearGraphSegmentations()
     for k in range(150, 150 * (3 if mode == "fast" else 5) + 1, 150):
-        search.addGraphSegmentation(cv2.ximgproc.segmentation.createGraphSegmentation(0.8, float(k), int(min_region)))
+        search.addGraphSegmentation(cv2.ximgproc.segmentation.createGraphSegmentation(0.8, float(k), smallest))
+    return search
+
+
+def selective_search(bgr: np.ndarray, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
+                     min_region: int = 36) -> np.ndarray:
+    """The first `top_k` boxes of `configured_search` at least `min_size` pixels wide and tall, as n x 4 float32
+    x1, y1, x2, y2 (with `min_region=100`, OpenCV's own boxes in its order)."""
+    search = configured_search(bgr, mode=mode, min_region=min_region)
     _LIBC.srand(0)
     rects = search.process()
     if len(rects) == 0:
