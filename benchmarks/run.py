@@ -26,7 +26,7 @@ QUICK = {
     "bench_features": dict(images=256),
     "bench_invariance": dict(samples=20_000, units=256, sets=2_000),
     "bench_proposals": dict(videos=1, max_side=64),
-    "bench_tracks": dict(cases=(("synthetic", 128),)),
+    "bench_tracks": dict(cases=(("synthetic", 128),), scenes=("moving and scaling",), chunks_per_scene=1),
     "bench_train": dict(steps=3, workers=0),
 }
 
