@@ -7,8 +7,8 @@ crop; when less than `MIN_BOX` pixels of it remain on a side, it is replaced by 
 falls back to a frame pair) and the sample reports `box_kept = False`.
 
 The steps follow torchvision's definitions (crop sampling, jitter factors and their random order, luma weights) but
-run as OpenCV/NumPy calls on the small training images: torchvision.transforms.v2 on a 64 px image spends most of its
-~1.8 ms in per-call overhead, which on a CPU-only machine the data workers take away from the model. All randomness
+run as OpenCV/NumPy calls on the small training images: on them torchvision.transforms.v2 spends most of its time in
+per-call overhead, which on a CPU-only machine the data workers take away from the model. All randomness
 comes from the NumPy generator passed in, so a sample's augmentation is a function of that generator's seed.
 """
 from __future__ import annotations

@@ -78,9 +78,7 @@ def normalise(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def loader_workers(threads: int, cuda: bool) -> int:
     """DataLoader workers for a job of `threads` cores. With a GPU the model leaves the cores to the workers. On a CPU
-    its forward already keeps every thread busy, and a worker on those cores stalls it at each synchronisation
-    (2 cores, resnet18 at 64 px, three interleaved pairs: 0.81-0.83 of a bare forward with one worker, 0.86-0.92
-    decoding in-process)."""
+    its forward already keeps every thread busy, and a worker on those cores stalls it at each synchronisation."""
     return max(threads - 1, 0) if cuda else 0
 
 

@@ -2,7 +2,7 @@
 
 Our own writes are atomic (vidssl.io.atomic_path), so a half file under a final name can only come from outside: a copy
 cut short, a full disk on a synced volume, disk corruption. Each check reads only a file's header and footer (bytes,
-not the whole file), so scanning a results tree of thousands of artifacts at workflow start costs well under a second.
+not the whole file), so scanning a results tree of thousands of artifacts at every workflow start stays cheap.
 """
 from __future__ import annotations
 

@@ -159,8 +159,8 @@ class MoCo(nn.Module):
         layer3 = to_layer3(net, x)
         if boxes is None:
             return from_layer3(net, layer3), None
-        # Frames and patches pass layer4 as one batch: its convolutions run as larger GEMMs (a region_tracker step
-        # about 5% faster on CPU at 48-64 px), while BN still sees them apart, as two calls would.
+        # Frames and patches pass layer4 as one batch: its convolutions run as larger GEMMs, while BN still sees them
+        # apart, as two calls would.
         with batches_normalised_apart(net.layer4, 2):
             patches = roi_features(layer3, boxes, self.roi_size, self.roi_stride)
             frame, patch = from_layer3(net, torch.cat([layer3, patches])).chunk(2)

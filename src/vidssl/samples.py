@@ -96,7 +96,7 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         """The samples at `indices` (the DataLoader asks for a whole batch): the frames they need are read with one
-        HDF5 call per shard, since a call per frame cost about a quarter of a sample."""
+        HDF5 call per shard, since a call per frame costs more than the sample's other work."""
         units = []
         for index in indices:
             epoch, position = divmod(index, len(self.units))
