@@ -157,6 +157,18 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
+def _class_block(features: np.ndarray, layout: _Layout, cls: int, smallest: int) -> tuple[np.ndarray, list[tuple]]:
+    """The rows of class `cls` that lie in sets of at least `smallest` members, and their runs as (offset in those rows,
+    set count, size, index of the run's first set among the class's sets)."""
+    runs = layout.runs[cls]
+    first_sets = np.cumsum([0] + [set_count for _, set_count, _ in runs])
+    # sizes ascend inside a class block, so only its tail of large-enough sets is gathered
+    skip = sum(set_count * size for _, set_count, size in runs if size < smallest)
+    kept = [(offset - skip, set_count, size, first) for (offset, set_count, size), first in zip(runs, first_sets)
+            if size >= smallest]
+    return features[layout.order[layout.class_bounds[cls] + skip : layout.class_bounds[cls + 1]]], kept
+
+
 def _unit_invariances(
     features: np.ndarray,
     labels: np.ndarray,
@@ -195,14 +207,8 @@ def _unit_invariances(
     smallest = min(OFFICIAL_MIN_SET_SIZE if measure == "official" else min_set_size for measure in measures)
     rng = np.random.default_rng(seed)
     for cls in tqdm(range(classes), desc="invariance classes", leave=False):
-        runs = layout.runs[cls]
-        weights = _set_weights(sum(set_count for _, set_count, _ in runs), resamples, rng)
-        first_sets = np.cumsum([0] + [set_count for _, set_count, _ in runs])
-        # sizes ascend inside a class block, so only its tail of large-enough sets is gathered
-        skip = sum(set_count * size for _, set_count, size in runs if size < smallest)
-        runs = [(offset - skip, set_count, size, first) for (offset, set_count, size), first in zip(runs, first_sets)
-                if size >= smallest]
-        block = features[layout.order[layout.class_bounds[cls] + skip : layout.class_bounds[cls + 1]]]
+        weights = _set_weights(sum(set_count for _, set_count, _ in layout.runs[cls]), resamples, rng)
+        block, runs = _class_block(features, layout, cls, smallest)
         rules = {
             "class_conditional": (min_set_size, at_least(thresholds[cls])),
             "goodfellow": (min_set_size, at_least(thresholds[goodfellow_row])),

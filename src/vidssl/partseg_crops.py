@@ -156,6 +156,35 @@ def _split_counts(crop_class: list[str], crop_split: list[int], classes: list[st
     return counts
 
 
+def _crop_every_object(mat_files: list[Path], images_dir: Path, split_of: dict[str, int], *, merge: dict[str, str],
+                       wanted: set[str], context: float, min_box: int, crop_size: int) -> tuple[dict, tuple, list]:
+    """(part names seen per class in first-appearance order, (crops, maps, class, image, split) lists, skips) of every
+    object of the `wanted` classes in the annotated images."""
+    # Labels are numbered by first appearance while cropping, then renumbered to sorted order at the end,
+    # so the dataset is read once.
+    seen_parts: dict[str, list[str]] = defaultdict(list)
+    crops, maps, crop_class, crop_image, crop_split, skipped = [], [], [], [], [], []
+    for mat_path in tqdm(mat_files, desc="partseg crops", unit="image"):
+        stem = mat_path.stem
+        found = _image_objects(mat_path, images_dir, merge, wanted, split_of)
+        if isinstance(found, str):
+            skipped.append({"item": shown(stem), "reason": found})
+            continue
+        objects, image = found
+        for index, obj in objects:
+            cropped = _object_crop(obj, image, seen_parts[obj.class_name], context=context, min_box=min_box,
+                                   crop_size=crop_size)
+            if isinstance(cropped, str):
+                skipped.append({"item": f"{shown(stem)}/{index}:{obj.class_name}", "reason": cropped})
+                continue
+            crops.append(cropped[0])
+            maps.append(cropped[1])
+            crop_class.append(obj.class_name)
+            crop_image.append(shown(stem))
+            crop_split.append(split_of[stem])
+    return seen_parts, (crops, maps, crop_class, crop_image, crop_split), skipped
+
+
 def make_crops(
     images_dir: str | Path,
     annotations_dir: str | Path,
@@ -186,30 +215,9 @@ def make_crops(
         split_of = _seeded_split(stems, test_fraction, seed)
     else:
         split_of = _read_split_lists(Path(split_lists))
-    wanted = set(classes)
-
-    # Labels are numbered by first appearance while cropping, then renumbered to sorted order at the end,
-    # so the dataset is read once.
-    seen_parts: dict[str, list[str]] = defaultdict(list)
-    crops, maps, crop_class, crop_image, crop_split, skipped = [], [], [], [], [], []
-    for mat_path in tqdm(mat_files, desc="partseg crops", unit="image"):
-        stem = mat_path.stem
-        found = _image_objects(mat_path, images_dir, merge, wanted, split_of)
-        if isinstance(found, str):
-            skipped.append({"item": shown(stem), "reason": found})
-            continue
-        objects, image = found
-        for index, obj in objects:
-            cropped = _object_crop(obj, image, seen_parts[obj.class_name], context=context, min_box=min_box,
-                                   crop_size=crop_size)
-            if isinstance(cropped, str):
-                skipped.append({"item": f"{shown(stem)}/{index}:{obj.class_name}", "reason": cropped})
-                continue
-            crops.append(cropped[0])
-            maps.append(cropped[1])
-            crop_class.append(obj.class_name)
-            crop_image.append(shown(stem))
-            crop_split.append(split_of[stem])
+    seen_parts, (crops, maps, crop_class, crop_image, crop_split), skipped = _crop_every_object(
+        mat_files, images_dir, split_of, merge=merge, wanted=set(classes), context=context, min_box=min_box,
+        crop_size=crop_size)
     if not crops:
         raise UserError(
             f"partseg: no usable objects of classes {classes} in {annotations_dir} "
