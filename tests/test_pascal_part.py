@@ -1,6 +1,8 @@
 """Pascal-Part reader: MATLAB struct layouts as scipy.io.savemat/loadmat produce them."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import scipy.io
@@ -112,6 +114,15 @@ def test_write_annotation_round_trip(tmp_path):
     np.testing.assert_array_equal(back[0].mask, objects[0].mask)
     assert sorted(back[0].parts) == ["head", "leg"] and back[0].parts["leg"].sum() == 2
     assert back[1].parts == {}
+
+
+def test_write_annotation_bytes_do_not_depend_on_the_time(tmp_path):
+    objects = [PascalObject("cat", 8, box_mask(0, 4, 0, 4).astype(bool), {"head": box_mask(0, 2, 0, 2).astype(bool)})]
+    write_annotation(tmp_path / "a.mat", "x", objects)
+    time.sleep(1.1)  # scipy's header names the second it was written in
+    write_annotation(tmp_path / "b.mat", "x", objects)
+    assert (tmp_path / "a.mat").read_bytes() == (tmp_path / "b.mat").read_bytes()
+    assert [o.class_name for o in read_annotation(tmp_path / "b.mat")] == ["cat"]
 
 
 def save_v73(path, matlab_header: bool = True):

@@ -12,6 +12,7 @@ a class is as fine or as coarse as the user wants. Boat, chair, diningtable and 
 """
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,10 @@ def read_annotation(mat_path: str | Path, merge: dict[str, str] | None = None) -
     return objects
 
 
+# MAT 5's 116-byte text header, fixed: scipy's holds the time of writing, and the same set must be the same bytes
+MAT_HEADER = b"MATLAB 5.0 MAT-file, written by vidssl".ljust(116)
+
+
 def write_annotation(mat_path: str | Path, imname: str, objects: list[PascalObject]) -> None:
     """Write `objects` in the Pascal-Part layout (part names as given, e.g. `wheel_1`); for synthetic sets."""
     structs = np.empty((1, len(objects)), dtype=[("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")])
@@ -128,6 +133,8 @@ def write_annotation(mat_path: str | Path, imname: str, objects: list[PascalObje
             parts if obj.parts else np.zeros((0, 0)),
         )
     anno = np.array([[(imname, structs)]], dtype=[("imname", "O"), ("objects", "O")])
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"anno": anno}, do_compression=True)
+    data = buffer.getvalue()
     with atomic_path(mat_path) as tmp:
-        with open(tmp, "wb") as handle:
-            scipy.io.savemat(handle, {"anno": anno}, do_compression=True)
+        tmp.write_bytes(MAT_HEADER + data[len(MAT_HEADER):])
