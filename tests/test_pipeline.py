@@ -93,8 +93,11 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
          {"proposals", "tracks", "track_pairs", "track_sheet", "train_region_tracker", "training_plot", "features",
           "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
           "classification_scores", "classification", "all"}),
+        # supervised trains on the labelled set's train split, so a new split retrains it (and only it)
         ("classification:\n  test_fraction: 0.5\n",
-         {"eval_index", "classification_features", "classification_scores", "classification", "all"}),
+         {"eval_index", "train_supervised", "training_plot", "features", "partseg_features", "invariance",
+          "invariance_summary", "partseg_probe", "table5", "classification_features", "classification_scores",
+          "classification", "all"}),
     ],
 )
 def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):

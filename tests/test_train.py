@@ -17,16 +17,19 @@ import yaml
 from torchvision.transforms.v2 import functional as TF
 
 from conftest import ROOT
+from vidssl import config as vidssl_config
 from vidssl import video
 from vidssl.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, crop_window
 from vidssl.backbone import load_backbone
 from vidssl.chunk_store import ChunkStore
+from vidssl.datasets import sources
+from vidssl.datasets.readers import build_index
 from vidssl.figures import plot_training
 from vidssl.io import UserError, write_parquet
-from vidssl.methods import METHODS
+from vidssl.methods import METHODS, get as get_method
 from vidssl.knn_monitor import KnnMonitor
 from vidssl.samples import TrainingSamples, list_labelled, read_tracks, step_batches
-from vidssl.train import train
+from vidssl.train import set_up, train
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 
@@ -205,6 +208,21 @@ def test_supervised(data, tmp_path):
     assert len(result["loss"]) == 2 and 0 <= result["knn_top1"] <= 1
     assert math.isclose(result["loss"][0], math.log(2), rel_tol=0.5)  # two classes, untrained
     load_backbone(tmp_path / "sup" / "backbone.pth", "resnet18")
+
+
+def test_supervised_never_trains_on_the_classification_test_images(data, tmp_path):
+    world = tmp_path / "world"
+    shutil.copytree(data / "labelled", world / "labelled")
+    config = {"seed": 4, "train": {"labelled": None},
+              "classification": {"synthetic": True, "test_fraction": 0.5, "imagefolder": None, "voc07": None}}
+    index, _ = build_index(sources._classification_sources(config, str(world))["synthetic_labelled"])
+    tested = set(index.path[index.split == "test"])
+    cfg = {**copy.deepcopy(CFG), "labelled_split": vidssl_config.labelled_split(config, "supervised")}
+    run = set_up(get_method("supervised"), {}, str(world / "labelled"), str(tmp_path / "sup"), cfg, 0)
+    trained = {path for path, _ in run.labelled}
+    assert len(tested) == len(trained) == 6 and tested.isdisjoint(trained)
+    assert set(run.data.labelled) == set(run.labelled)  # the training samples and the kNN monitor read the same list
+    assert vidssl_config.labelled_split(config, "moco") is None  # only the kNN monitor reads it: every image
 
 
 def test_region_tracker_samples(data):

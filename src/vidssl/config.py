@@ -110,6 +110,14 @@ def uses_synthetic(config: dict) -> dict[str, bool]:
     }
 
 
+def labelled_split(config: dict, method: str) -> dict | None:
+    """The split of the labelled set `method` trains on: the synthetic set's (so that it never trains on the images
+    classification tests on) when the method trains on that set, else None (every image)."""
+    if METHODS[method].trains_on_labelled and config["train"]["labelled"] is None:
+        return sources.synthetic_labelled_split(config)
+    return None
+
+
 def eval_plan(config: dict) -> sources.EvalPlan:
     """The invariance and classification datasets of a checked config, each with its source and input size."""
     return sources.eval_plan(config, SYNTHETIC_ROOT)

@@ -15,14 +15,18 @@ import torch
 
 from vidssl.augment import MocoV2Augment
 from vidssl.chunk_store import ChunkStore
+from vidssl.datasets.labelled import train_split
 from vidssl.errors import UserError
 from vidssl.images import IMAGE_SUFFIXES, read_image
 from vidssl.io import read_parquet
 from vidssl.methods import get as get_method
 
 
-def list_labelled(root: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
-    """(path, label) of every image of an ImageFolder root `<class>/<image>`, and the class names."""
+def list_labelled(root: str | Path, split: dict | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of every image of an ImageFolder root `<class>/<image>`, and the class names; with `split`
+    (test_fraction, seed) only its train split (vidssl.datasets.labelled.train_split)."""
+    if split:
+        return train_split(root, **split)
     root = Path(root)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
     items = [(str(p), label) for label, name in enumerate(classes)

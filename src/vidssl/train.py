@@ -151,7 +151,7 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    items, classes = list_labelled(labelled) if labelled else (None, [])
+    items, classes = list_labelled(labelled, cfg.get("labelled_split")) if labelled else (None, [])
     seed = int(cfg["seed"])
     data = TrainingSamples.from_files(method.name, files, items, image_size=cfg["model"]["image_size"], seed=seed)
     torch.manual_seed(seed)

@@ -19,6 +19,7 @@ for train_method in TRAINED_METHODS:
         params:
             method=train_method,
             labelled=config["train"]["labelled"],
+            labelled_split=vidssl_config.labelled_split(config, train_method),
             seed=config["seed"],
             model=config["model"],
             moco=config["moco"] if "moco" in vidssl_methods.METHODS[train_method].config_sections else {},

@@ -12,7 +12,8 @@ job = dict(
     # the synthetic labelled set is a rule output; a user's ImageFolder is a checked config path
     labelled=next(iter(paths(inputs.labelled)), None) or p.labelled,
     out_dir=str(Path(snakemake.output.checkpoint).parent),
-    cfg={"seed": p.seed, "model": p.model, "moco": p.moco, "train": p.train},
+    # a method trained on the synthetic labelled set sees only the train split that classification does not test on
+    cfg={"seed": p.seed, "model": p.model, "moco": p.moco, "train": p.train, "labelled_split": p.labelled_split},
 )
 
 run_stage(snakemake, lambda log: train.launch(job, log=log))

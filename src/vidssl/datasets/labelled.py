@@ -44,6 +44,14 @@ def split_index(root, *, dataset: str, test_fraction: float, seed: int) -> tuple
     return index_frame(rows, [SPLIT]), []
 
 
+def train_split(root, *, test_fraction: float, seed: int) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of the images `split_index` puts in the train split of an ImageFolder root, and the class names."""
+    frame, _ = split_index(root, dataset="train_split", test_fraction=test_fraction, seed=seed)
+    train = frame[frame[SPLIT] == "train"]
+    classes = frame.drop_duplicates("label").sort_values("label").class_name.tolist()
+    return list(zip(train.path.tolist(), train.label.tolist())), classes
+
+
 def imagefolder_index(train, val, *, dataset: str) -> tuple[pd.DataFrame, Skipped]:
     """An ImageFolder pair: `train` is the train split, `val` the test split; labels number train's sorted classes,
     and val images of a class train lacks are skipped with the reason."""

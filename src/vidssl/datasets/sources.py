@@ -74,13 +74,18 @@ def _invariance_sources(config: dict, synthetic_root: str, skipped: list[dict]) 
     return sources
 
 
+def synthetic_labelled_split(config: dict) -> dict:
+    """How the synthetic labelled set is split by image (vidssl.datasets.labelled.split_index): classification scores
+    its test split, and a method that trains on the set sees only its train split."""
+    return {"test_fraction": config["classification"]["test_fraction"], "seed": config["seed"]}
+
+
 def _classification_sources(config: dict, synthetic_root: str) -> dict[str, dict]:
     classification = config["classification"]
     sources = {}
     if classification["synthetic"]:
         sources["synthetic_labelled"] = {"reader": "split", "root": f"{synthetic_root}/labelled",
-                                         "dataset": "synthetic_labelled",
-                                         "test_fraction": classification["test_fraction"], "seed": config["seed"]}
+                                         "dataset": "synthetic_labelled", **synthetic_labelled_split(config)}
     if classification["imagefolder"]:
         folders = classification["imagefolder"]
         sources["imagefolder"] = {"reader": "imagefolder", "train": folders["train"], "val": folders["val"],
