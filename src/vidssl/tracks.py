@@ -293,8 +293,9 @@ def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_t
         keys = keyframes(int(row.n_frames), every, **pairs)
         proposals = _chunk_proposals(handle, groups, row.video, int(row.chunk), int(row.n_frames))
         empty = sum(len(proposals[k]) == 0 for k in keys)
+        searched_frames = "frames" if every == 1 else "keyframes"  # dense runs keep the dense tracker's wording
         if len(proposals[0]) == 0:
-            no_tracks.append({**where, "reason": f"first frame has no proposals ({empty} of {len(keys)} keyframes have none)"})
+            no_tracks.append({**where, "reason": f"first frame has no proposals ({empty} of {len(keys)} {searched_frames} have none)"})
             continue
         frames = store.read_rows(store.chunk_rows(row.video, row.chunk)[:keys[-1] + 1])  # none after the last keyframe
         unreadable = next((i for i, frame in enumerate(frames) if frame is None), None)
@@ -304,7 +305,7 @@ def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_t
         tracks = link_chunk(frames, proposals[:len(frames)], keyframes=keys, **params)
         if tracks.empty:
             no_tracks.append({**where, "reason": f"no track reached {min_length} frames with score >= {score_threshold}"
-                                                 f" ({empty} of {len(keys)} keyframes have no proposals)"})
+                                                 f" ({empty} of {len(keys)} {searched_frames} have no proposals)"})
             continue
         tracks.insert(0, "video", row.video)
         tracks.insert(1, "chunk", np.int32(row.chunk))
