@@ -79,9 +79,11 @@ def copy_of(upstream: Path, tmp_path: Path) -> Path:
 
 def reference_proposals(chunks: Path, out: Path) -> bytes:
     """An uninterrupted computation of one shard, in this process, with the config's parameters."""
-    params = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["proposals"]
+    default, tiny = (yaml.safe_load((ROOT / "config" / name).read_text()) for name in ("config.yaml", "tiny.yaml"))
+    params, pairs = ({**default[key], **tiny.get(key, {})} for key in ("proposals", "pairs"))
     proposals.propose_shard(str(chunks), str(out), mode=params["mode"], top_k=params["top_k"],
-                            min_size=params["min_size"], threads=1)
+                            min_size=params["min_size"], min_region=params["min_region"],
+                            keyframe_every=default["tracks"]["keyframe_every"], pairs=pairs, threads=1)
     return out.read_bytes()
 
 
