@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 GPUS = $(shell $(VENV)/bin/python -c "from vidssl.devices import gpu_count; print(gpu_count())")
 
 run: $(STAMP)
-	$(VENV)/bin/snakemake --cores all --resources gpu=$(GPUS) results/table5.csv
+	$(VENV)/bin/snakemake --cores all results/table5.csv --resources gpu=$(GPUS)  # --resources takes every word after it
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q --durations=20

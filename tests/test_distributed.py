@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,11 @@ def test_make_run_gives_snakemake_the_gpu_count():
     dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert dry.returncode == 0, dry.stderr
     assert f"--resources gpu={devices.gpu_count()} " in dry.stdout
+    # the command must also parse: --resources takes every word after it, so a target there was read as a resource
+    [command] = [line for line in dry.stdout.splitlines() if "bin/snakemake " in line]
+    parsed = subprocess.run(shlex.split(command.replace("bin/snakemake ", "bin/snakemake -n ", 1), comments=True),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
 
 
 def test_training_rules_ask_slurm_for_one_node(tmp_path):
