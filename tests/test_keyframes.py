@@ -63,6 +63,18 @@ def test_keyframe_tracks_read_only_keyframe_proposals(scene):
         link_chunk(frames, proposals, keyframes=[10, 20])
 
 
+def test_coasting_is_counted_in_frames_at_any_keyframe_spacing(scene):
+    """max_missed is frames coasted since the last made link: with keyframes 10 apart a missed keyframe is 10 frames,
+    so with max_missed 3 the track ends on the keyframe before it; with max_missed 10 it coasts over that keyframe."""
+    frames, _, proposals = scene
+    keys = list(range(0, 60, 10))
+    missing_20 = [np.zeros((0, 4), np.float32) if i == 20 else p for i, p in enumerate(proposals)]
+    ended = link_chunk(frames, missing_20, keyframes=keys, score_threshold=0.0, min_length=2, max_missed=3)
+    assert not ended.empty and ended.frame.max() == 10
+    bridged = link_chunk(frames, missing_20, keyframes=keys, score_threshold=0.0, min_length=2, max_missed=10)
+    assert bridged.frame.max() == 50 and not bridged[bridged.frame == 20].keyframe.any()
+
+
 @pytest.fixture(scope="module")
 def small_object(tmp_path_factory):
     return small_object_container(tmp_path_factory.mktemp("small"))

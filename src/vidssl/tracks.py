@@ -20,7 +20,9 @@ The supplementary's tracking text is cut short, so the tracker is ours. Per chun
    made: the track takes the matched proposal's box when that overlaps the propagated box by at least `snap_iou`
    (IoU), and keeps the propagated box otherwise. A link below the floor (or no proposal left for the track, or a
    keyframe without proposals) is missed: the track coasts on its propagated box with a link score of 0. A track ends
-   when no grid point is kept, after `max_missed` missed links in a row, or at a frame that does not decode; it ends
+   when no grid point is kept, once it has coasted more than `max_missed` frames since its last made link (dense:
+   `max_missed` missed links in a row; with keyframes every N > `max_missed` frames, the first missed keyframe), or
+   at a frame that does not decode; it ends
    on its last made link (the frames after it are dropped) and never resumes. Tracking stops at the last keyframe.
    Why not always snap: a 10-20 px object's proposals are a few pixels off and a duplicate track may take the best
    one, so a chain of proposals each overlapping the last by >= 0.3 walks off the object while the flow stays on it;
@@ -153,7 +155,7 @@ class _Chains:
     from_proposal: np.ndarray  # tracks x frames
     link_sum: np.ndarray  # sum over made links of link score x frames the link spans
     length: np.ndarray  # frames up to and including the last made link
-    missed: np.ndarray  # missed links in a row
+    missed: np.ndarray  # frames coasted since the last made link
     survival: np.ndarray  # product of the shares of points kept since the last keyframe
     live: np.ndarray
 
@@ -181,7 +183,7 @@ class _Chains:
         self.from_proposal[live, frame] = snapped
         self.link_sum[live[linked]] += link[linked] * interval
         self.length[live[linked]] = frame + 1
-        self.missed[live] = np.where(linked, 0, self.missed[live] + 1)
+        self.missed[live] = np.where(linked, 0, self.missed[live] + interval)
         self.survival[live] = 1.0
         self.live = live[(rate > 0) & (self.missed[live] <= max_missed)]
 
