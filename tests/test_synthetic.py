@@ -14,6 +14,7 @@ from vidssl import synthetic
 from vidssl.errors import UserError
 from vidssl.io import read_parquet
 from vidssl.synthetic.templates import TEMPLATES, part_names
+from vidssl.synthetic.render import make_background, make_leaves_background
 from vidssl.synthetic.videos import camera_path
 
 REQUIRED = {
@@ -160,6 +161,42 @@ def test_camera_pans_over_a_larger_background(tmp_path):
     assert len(boxes) >= 40 and ((boxes.x1 >= 0) & (boxes.y1 >= 0) & (boxes.x2 <= 64) & (boxes.y2 <= 48)).all()
     with pytest.raises(UserError, match="camera"):
         synthetic.generate_videos(tmp_path / "bad", classes=["car"], n_videos=1, n_frames=4, camera=1.5)
+
+
+def first_frame(path: Path) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    assert ok
+    return frame
+
+
+def test_leaves_backgrounds_carry_edges_and_big_objects_grow(tmp_path):
+    """background: leaves draws a textured scene per video, with edges where the smooth default has gradients;
+    object_size sets how much of the short side an object spans."""
+    def edges(image):  # mean horizontal step at a quarter of the size, where the grain both share averages out
+        small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (40, 30), interpolation=cv2.INTER_AREA)
+        return float(np.abs(np.diff(small.astype(np.float32), axis=1)).mean())
+
+    for seed in range(5):
+        smooth = make_background(np.random.default_rng(seed), 120, 160)
+        leaves = make_leaves_background(np.random.default_rng(seed), 120, 160)
+        assert edges(leaves) > 2 * edges(smooth) and edges(leaves) > 10
+
+    def world(name, **options):
+        synthetic.generate_videos(tmp_path / name, classes=["car", "person", "bird"], n_videos=3, n_frames=4,
+                                  size=(64, 48), seed=0, **options)
+        return tmp_path / name
+
+    leaves = world("leaves", background="leaves")
+    assert tree_bytes(world("leaves_again", background="leaves")) == tree_bytes(leaves)
+    assert tree_bytes(leaves) != tree_bytes(world("smooth"))
+    area = lambda boxes: float(((boxes.x2 - boxes.x1) * (boxes.y2 - boxes.y1)).median())  # noqa: E731
+    big = world("big", object_size=(0.6, 0.9))
+    assert area(read_parquet(big / "boxes.parquet")) > 2 * area(read_parquet(tmp_path / "smooth" / "boxes.parquet"))
+    with pytest.raises(UserError, match="synthetic.background"):
+        world("bad", background="stripes")
+    with pytest.raises(UserError, match="synthetic.object_size"):
+        world("worse", object_size=(0.5, 0.3))
 
 
 def make_videos_with_camera(root: Path) -> Path:

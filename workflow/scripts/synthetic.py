@@ -7,7 +7,8 @@ common = dict(classes=world["classes"], seed=world["seed"])
 generators = {
     "videos": lambda: synthetic.generate_videos(
         out, n_videos=world["videos"], n_frames=world["frames"], size=tuple(world["video_size"]), camera=world["camera"],
-        **common),
+        background=world["background"],
+        object_size=world["object_size"], **common),
     "pascal_part": lambda: synthetic.generate_partseg(
         out, n_images=world["partseg_images"], image_size=world["image_size"], **common),
     "labelled": lambda: synthetic.generate_labelled(

@@ -188,6 +188,28 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def make_leaves_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A dead-leaves BGR background: overlapping discs and rectangles, sizes drawn from a power law (many small, few
+    large), hues around the background's own, plus fine grain: shapes and edges at every scale, which colour jitter
+    does not remove, and a palette that tells one background from another."""
+    hue = rng.uniform(0, 1)
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = hsv_bgr(hue, rng.uniform(0.1, 0.6), rng.uniform(0.2, 0.8))
+    smallest, largest = 3.0, 0.3 * max(height, width)
+    for _ in range(int(height * width / 60)):
+        # inverse-CDF sample of p(r) ~ r^-3 on [smallest, largest]
+        radius = 1.0 / np.sqrt(rng.uniform(1 / largest ** 2, 1 / smallest ** 2))
+        x, y = rng.uniform(0, width), rng.uniform(0, height)
+        colour = hsv_bgr(hue + rng.normal(0, 0.12), rng.uniform(0.1, 0.8), rng.uniform(0.15, 0.95)).tolist()
+        if rng.random() < 0.5:
+            cv2.circle(image, (int(x), int(y)), int(round(radius)), colour, -1, cv2.LINE_AA)
+        else:
+            half = radius * rng.uniform(0.5, 1.0, 2)
+            cv2.rectangle(image, (int(x - half[0]), int(y - half[1])), (int(x + half[0]), int(y + half[1])), colour, -1)
+    image = image + rng.normal(0, 6.0, (height, width, 1)).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def paste(canvas: np.ndarray, layer: ObjectLayer, left: int, top: int, *, owner: np.ndarray | None = None,
           owner_id: int = 0, instances: np.ndarray | None = None) -> tuple[float, float, float, float] | None:
     """Paint `layer` with its top-left corner at (left, top), clipped; return the box of its painted pixels, if any.

@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from vidssl.errors import UserError
 from vidssl.io import atomic_path, write_parquet
-from vidssl.synthetic.render import (VIDEO_STREAM, draw_instance, hsv_bgr, item_rng, lit, make_background, paste,
-                                    sample_instance)
+from vidssl.synthetic.render import (VIDEO_STREAM, draw_instance, hsv_bgr, item_rng, lit, make_background,
+                                     make_leaves_background, paste, sample_instance)
 from vidssl.synthetic.templates import check_classes
 
 
@@ -85,9 +85,11 @@ def _write_video(frames: Iterable[np.ndarray], size: tuple[int, int], path: Path
             staging.unlink(missing_ok=True)
 
 
-def _moving_object(rng: np.random.Generator, classes: list[str], n_frames: int, width: int, height: int) -> dict:
-    """One object of a video: its class, instance, layer side, and per-frame centre, angle and scale."""
-    layer = int(rng.uniform(0.3, 0.5) * min(width, height) / 0.9) + 1  # object spans 25-50% of the short side
+def _moving_object(rng: np.random.Generator, classes: list[str], n_frames: int, width: int, height: int,
+                   size: tuple[float, float]) -> dict:
+    """One object of a video: its class, instance, layer side (`size`: the range of its share of the frame's short
+    side), and per-frame centre, angle and scale."""
+    layer = int(rng.uniform(*size) * min(width, height) / 0.9) + 1  # the drawn object fills about 0.8 of its layer
     reach = 0.45 * layer  # keep most of the object inside the frame
     span_x, span_y = max(width / 2 - reach, 1.0), max(height / 2 - reach, 1.0)
     class_name = classes[int(rng.integers(len(classes)))]
@@ -112,16 +114,24 @@ def camera_path(rng: np.random.Generator, n_frames: int, pad: int) -> np.ndarray
 
 
 def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames: int,
-                    size: tuple[int, int] = (160, 120), seed: int = 0, camera: float = 0.0) -> dict:
+                    size: tuple[int, int] = (160, 120), seed: int = 0, camera: float = 0.0,
+                    background: str = "smooth", object_size: tuple[float, float] = (0.3, 0.5)) -> dict:
     """Write out_dir/video_XXX.mp4 (mp4v, 30 fps) and out_dir/boxes.parquet.
 
     Each video holds one to three objects moving smoothly (translation, rotation, scale) over a textured
     background, under a drifting global light, crossed by passing occluders. `camera` > 0 pans the view over a
-    background larger by that fraction of the frame's long side on every side (0: a static camera). boxes.parquet has
+    background larger by that fraction of the frame's long side on every side (0: a static camera). `background`:
+    smooth (`make_background`) or leaves (`make_leaves_background`); `object_size`: the range of an object's layer
+    side as a share of the frame's short side. boxes.parquet has
     one row per object and frame: the box of the object's own pixels (occluders ignored) clipped to the frame.
     """
     classes = check_classes(classes)
     width, height = map(int, size)
+    draw_background = {"smooth": make_background, "leaves": make_leaves_background}.get(background)
+    if draw_background is None:
+        raise UserError(f"synthetic.background: {background!r} is not smooth or leaves")
+    if not 0 < object_size[0] <= object_size[1] <= 1:
+        raise UserError(f"synthetic.object_size: need 0 < low <= high <= 1, got {list(object_size)}")
     if n_videos < 1 or n_frames < 1 or width < 16 or height < 16 or not 0 <= camera <= 1:
         raise UserError(f"synthetic: need videos >= 1, frames >= 1, a size of at least 16x16 and camera in [0, 1], "
                         f"got {n_videos} videos, {n_frames} frames, {width}x{height}, camera {camera}")
@@ -130,9 +140,9 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
     rows = []
     for v in tqdm(range(n_videos), desc="synthetic videos", unit="video"):
         rng = item_rng(seed, VIDEO_STREAM, v)
-        background = make_background(rng, height + 2 * pad, width + 2 * pad)
+        scenery = draw_background(rng, height + 2 * pad, width + 2 * pad)
         # one to three objects, every count present in a small world
-        objects = [_moving_object(rng, classes, n_frames, width, height) for _ in range(1 + v % 3)]
+        objects = [_moving_object(rng, classes, n_frames, width, height, tuple(object_size)) for _ in range(1 + v % 3)]
         light = 1.0 + _wave(rng, n_frames, rng.uniform(0.1, 0.3), 120)
         cast = rng.uniform(-0.06, 0.06, 3)
         occluders = _occluder_events(rng, n_frames, width, height)
@@ -141,7 +151,7 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
         def frames():
             for t in range(n_frames):
                 x0, y0 = view[t]
-                frame = background[y0:y0 + height, x0:x0 + width].copy()
+                frame = scenery[y0:y0 + height, x0:x0 + width].copy()
                 for index, obj in enumerate(objects):
                     drawn = draw_instance(obj["instance"], obj["layer"], obj["angle"][t], obj["scale"][t], obj["flip"])
                     left = int(round(obj["x"][t] - obj["layer"] / 2))
@@ -160,6 +170,6 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
                           "x2": "float32", "y2": "float32"})
     write_parquet(boxes, out_dir / "boxes.parquet", sort_by=["video", "frame", "object"], group_by=["video"],
                   metadata={"seed": int(seed), "size": [width, height], "frames": int(n_frames),
-                            "camera": float(camera)})
+                            "camera": float(camera), "background": background})
     return {"videos": n_videos, "frames": n_frames, "objects": int(boxes.groupby("video")["object"].nunique().sum())}
 
