@@ -1,0 +1,79 @@
+"""Is a MoCo run's loss learning, or the queue's staleness? `python benchmarks/diagnose_queue.py [--lr X] [--steps N]`
+
+Trains MoCo v2 on the chunks of a finished run (default `results/chunks/*.h5`, the default world after `make run`) with
+`config/config.yaml`'s settings as `train_moco` does, and at a few steps scores one held-out batch twice without changing
+the run: against the queue that training holds (keys from the key encoders of the last K / batch steps) and against a
+fresh queue of K keys that the current key encoder computes on other frames. Learning lowers both; a network that tells
+the positive key by its freshness lowers only the first. Also prints q . k+ and the mean cosine between queries (1:
+every frame embedded alike). docs/results.md ("the early dip is the queue's staleness") has the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from vidssl import methods, train
+from vidssl.moco import moco_loss
+from vidssl.samples import step_batches
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE_STEPS = (10, 20, 40, 60, 80, 100, 140, 200)
+
+
+def settings(lr: float | None, steps: int | None) -> dict:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    changes = {"workers": 0, "knn_every": 0, **({"lr": lr} if lr else {}), **({"steps": steps} if steps else {})}
+    return {"seed": config["seed"], "model": config["model"], "moco": config["moco"], "train": {**config["train"], **changes}}
+
+
+@torch.no_grad()
+def queue_losses(run: train.Run, rng: np.random.Generator) -> dict[str, float]:
+    """The held batch's loss against training's queue and against a fresh one, with the two cosines."""
+    model, collate = run.model, torch.utils.data.default_collate
+
+    def random_batch():
+        return collate([run.data[i] for i in rng.integers(0, len(run.data), run.batch).tolist()])
+
+    held = random_batch()
+    q, _ = model.encode(model.encoder_q, held["x_q"], None)
+    k, _ = model.keys(held["x_k"], None)
+    size = model.queue.shape[1]
+    fresh = torch.cat([model.keys(random_batch()["x_k"], None)[0] for _ in range(-(-size // run.batch))])[:size]
+    off_diagonal = ~torch.eye(len(q), dtype=torch.bool)
+    return {"stale": moco_loss(q, k, model.queue.clone(), model.temperature).item(),
+            "fresh": moco_loss(q, k, fresh.T.contiguous(), model.temperature).item(),
+            "positive_cosine": (q * k).sum(1).mean().item(), "query_cosine": (q @ q.T)[off_diagonal].mean().item()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", default=str(ROOT / "results" / "chunks" / "*.h5"), help="glob of chunk files")
+    parser.add_argument("--lr", type=float, help="train.lr (default: config/config.yaml's)")
+    parser.add_argument("--steps", type=int, help="train.steps (default: config/config.yaml's)")
+    args = parser.parse_args()
+    chunks = sorted(glob.glob(args.chunks))
+    if not chunks:
+        raise SystemExit(f"no chunk files match {args.chunks}: run `make run` first")
+    with tempfile.TemporaryDirectory() as out:
+        run = train.set_up(methods.get("moco"), {"chunks": chunks}, None, out, settings(args.lr, args.steps), 0)
+        run.stepper = run.model.train()
+        batches, rng = step_batches(0, run.steps, run.batch, 0, 1), np.random.default_rng(123)
+        for step in range(run.steps):
+            train.train_step(run, step, torch.utils.data.default_collate([run.data[i] for i in batches[step]]))
+            if step + 1 in PROBE_STEPS or step + 1 == run.steps:
+                state = torch.get_rng_state()  # the diagnosis draws shuffles; training's own draws stay as they were
+                scores = queue_losses(run, rng)
+                torch.set_rng_state(state)
+                print(f"step {step + 1:5d}  lr {train.cosine_lr(run.base_lr, step, run.steps):.4f}  "
+                      f"loss vs training's queue {scores['stale']:.3f}  vs a fresh queue {scores['fresh']:.3f}  "
+                      f"q.k+ {scores['positive_cosine']:.3f}  query cosine {scores['query_cosine']:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
