@@ -1,11 +1,11 @@
 """Is a MoCo run's loss learning, or the queue's staleness? `python benchmarks/diagnose_queue.py [--lr X] [--steps N]`
 
 Trains MoCo v2 on the chunks of a finished run (default `results/chunks/*.h5`, the default world after `make run`) with
-`config/config.yaml`'s settings as `train_moco` does, and at a few steps scores one held-out batch twice without changing
-the run: against the queue that training holds (keys from the key encoders of the last K / batch steps) and against a
-fresh queue of K keys that the current key encoder computes on other frames. Learning lowers both; a network that tells
-the positive key by its freshness lowers only the first. Also prints q . k+ and the mean cosine between queries (1:
-every frame embedded alike). docs/results.md ("the early dip is the queue's staleness") has the figures.
+`config/config.yaml`'s settings as `train_moco` does, and at more steps than the kNN monitor's prints a random batch's
+loss against the queue that training holds (keys from the key encoders of the last K / batch steps) beside
+`train.fresh_queue_loss` (against K keys the current key encoder computes now; `train.csv` records it at the monitor's
+steps). Learning lowers both; a network that tells the positive key by its freshness lowers only the first. Also prints
+q . k+ and the mean cosine between queries (1: every frame embedded alike). docs/results.md ("the early dip is the queue's staleness") has the figures.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from vidssl import methods, train
-from vidssl.moco import moco_loss
+from vidssl.moco import moco_loss, statistics_kept
 from vidssl.samples import step_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,21 +33,15 @@ def settings(lr: float | None, steps: int | None) -> dict:
 
 
 @torch.no_grad()
-def queue_losses(run: train.Run, rng: np.random.Generator) -> dict[str, float]:
-    """The held batch's loss against training's queue and against a fresh one, with the two cosines."""
-    model, collate = run.model, torch.utils.data.default_collate
-
-    def random_batch():
-        return collate([run.data[i] for i in rng.integers(0, len(run.data), run.batch).tolist()])
-
-    held = random_batch()
-    q, _ = model.encode(model.encoder_q, held["x_q"], None)
-    k, _ = model.keys(held["x_k"], None)
-    size = model.queue.shape[1]
-    fresh = torch.cat([model.keys(random_batch()["x_k"], None)[0] for _ in range(-(-size // run.batch))])[:size]
+def held_batch_scores(run: train.Run, rng: np.random.Generator) -> dict[str, float]:
+    """A random batch's loss against training's queue, q . k+, and the mean cosine between its queries."""
+    model = run.model
+    held = torch.utils.data.default_collate([run.data[i] for i in rng.integers(0, len(run.data), run.batch).tolist()])
+    with statistics_kept(model):
+        q, _ = model.encode(model.encoder_q, held["x_q"], None)
+        k, _ = model.keys(held["x_k"], None)
     off_diagonal = ~torch.eye(len(q), dtype=torch.bool)
     return {"stale": moco_loss(q, k, model.queue.clone(), model.temperature).item(),
-            "fresh": moco_loss(q, k, fresh.T.contiguous(), model.temperature).item(),
             "positive_cosine": (q * k).sum(1).mean().item(), "query_cosine": (q @ q.T)[off_diagonal].mean().item()}
 
 
@@ -67,9 +61,7 @@ def main() -> None:
         for step in range(run.steps):
             train.train_step(run, step, torch.utils.data.default_collate([run.data[i] for i in batches[step]]))
             if step + 1 in PROBE_STEPS or step + 1 == run.steps:
-                state = torch.get_rng_state()  # the diagnosis draws shuffles; training's own draws stay as they were
-                scores = queue_losses(run, rng)
-                torch.set_rng_state(state)
+                scores = {**held_batch_scores(run, rng), "fresh": train.fresh_queue_loss(run, step + 1)}
                 print(f"step {step + 1:5d}  lr {train.cosine_lr(run.base_lr, step, run.steps):.4f}  "
                       f"loss vs training's queue {scores['stale']:.3f}  vs a fresh queue {scores['fresh']:.3f}  "
                       f"q.k+ {scores['positive_cosine']:.3f}  query cosine {scores['query_cosine']:.3f}", flush=True)

@@ -159,6 +159,7 @@ def test_two_cpu_processes_train_through_torchrun(data, tmp_path):  # noqa: F811
     assert done.returncode == 0, (tmp_path / "train.log").read_text()[-3000:]
     log = pd.read_csv(out / "train.csv")
     assert log.step.tolist() == [1, 2, 3] and log.loss.notna().all() and 0 <= log.knn_top1.iloc[-1] <= 1
+    assert 0 < log.loss_fresh_queue.iloc[-1] < 10  # both ranks gathered their keys for the fresh queue
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert int(checkpoint["model"]["queue_ptr"]) == 3 * 8 % 32  # both ranks' keys, gathered, went into the queue
     assert (out / "backbone.pth").is_file() and not (out / "resume.pt").exists()

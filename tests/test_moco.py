@@ -179,6 +179,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_fresh_queue_loss_sees_through_a_stale_queue_and_changes_nothing():
+    """A queue of keys unlike the current key encoder's (here: their negation) makes the training loss easy; the
+    fresh-queue loss scores the same batch against keys the key encoder computes now, so it stays near chance for an
+    untrained net and equals the training loss when the queue is already fresh. Neither the model's state nor the RNG
+    stream changes. One BN group, so that the key encoder's shuffle does not change the keys."""
+    model = tiny_moco(bn_splits=1).train()
+    x_q, x_k, _, _ = batch()
+    fill = [batch(seed=s)[1] for s in range(2, 2 + QUEUE // BATCH)]
+    with torch.no_grad():
+        fresh_keys = torch.cat([model.keys(x, None)[0] for x in fill])
+        model.queue.copy_(-fresh_keys.T)
+        q, _ = model.encode(model.encoder_q, x_q, None)
+        k, _ = model.keys(x_k, None)
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    stale = float(moco_loss(q, k, model.queue, model.temperature))
+    fresh = float(model.fresh_queue_loss(x_q, x_k, fill))
+    assert stale < 0.5 * math.log(QUEUE + 1) < fresh
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(value, state[name]) for name, value in model.state_dict().items())
+    with torch.no_grad():
+        model.queue.copy_(fresh_keys.T)
+    again = float(model.fresh_queue_loss(x_q, x_k, fill))
+    assert again == pytest.approx(float(moco_loss(q, k, model.queue, model.temperature)), abs=1e-5)
+
+
 def test_learns_instance_discrimination_from_identical_views():
     """The wiring (loss, queue, momentum keys, shuffle BN, optimiser on encoder_q) learns when the task is easy: with
     x_k = x_q the loss must fall far below chance, ln(K + 1). Under the MoCo v2 augmentations 200 CPU steps do not get

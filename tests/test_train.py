@@ -102,6 +102,8 @@ def test_runs_repeat_exactly_and_resume_continues(data, tmp_path):
     log = pd.read_csv(out / "train.csv")
     assert list(log.step) == [1, 2, 3] and list(log.loss) == pytest.approx(full["loss"])
     assert log.knn_top1[:2].isna().all() and 0 <= log.knn_top1[2] <= 1
+    # scored with the kNN monitor: the loss against keys of the current key encoder, near chance ln(33) untrained
+    assert log.loss_fresh_queue[:2].isna().all() and 0.5 * math.log(33) < log.loss_fresh_queue[2] < 1.5 * math.log(33)
     assert log.lr[0] == pytest.approx(0.06 * 8 / 256) and log.lr[2] < log.lr[1] < log.lr[0]
     info = json.loads((out / "run.json").read_text())
     assert info["config"] == CFG and "torch" in info["versions"] and info["device"] == "cpu"

@@ -99,15 +99,20 @@ def _assemble(rows: list[tuple[str, list[np.ndarray]]], gap: int = 4) -> np.ndar
 
 
 def plot_training(csv_path: str | Path, out_png: str | Path) -> None:
-    """Loss and kNN top-1 of a training run's train.csv against the step, side by side."""
+    """Loss and kNN top-1 of a training run's train.csv against the step, side by side; for MoCo-family runs the
+    loss against a fresh queue as well (a training loss below it is the queue's staleness)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     frame = pd.read_csv(csv_path)
     figure, (loss_axis, knn_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
-    loss_axis.plot(frame.step, frame.loss)
-    loss_axis.set(xlabel="step", ylabel="training loss")
+    loss_axis.plot(frame.step, frame.loss, label="training")
+    fresh = frame.dropna(subset=["loss_fresh_queue"]) if "loss_fresh_queue" in frame else frame.iloc[:0]
+    if len(fresh):
+        loss_axis.plot(fresh.step, fresh.loss_fresh_queue, marker="o", label="against a fresh queue")
+        loss_axis.legend()
+    loss_axis.set(xlabel="step", ylabel="loss")
     measured = frame.dropna(subset=["knn_top1"])
     knn_axis.plot(measured.step, measured.knn_top1, marker="o")
     knn_axis.set(xlabel="step", ylabel="kNN top-1", ylim=(0, 1))

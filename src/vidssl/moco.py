@@ -74,6 +74,20 @@ def batches_normalised_apart(net: nn.Module, batches: int):
             layer.num_splits //= batches
 
 
+@contextlib.contextmanager
+def statistics_kept(net: nn.Module):
+    """Within the block `net` may run in training mode: its buffers (BN running statistics) and the torch RNG are
+    restored after it."""
+    buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
+    gpus = sorted({buffer.device.index for buffer in buffers.values() if buffer.device.type == "cuda"})
+    with torch.random.fork_rng(devices=gpus):
+        try:
+            yield
+        finally:
+            for name, buffer in net.named_buffers():
+                buffer.copy_(buffers[name])
+
+
 def build_encoder(arch: str, dim: int, bn_splits: int, **options) -> nn.Module:
     """A ResNet (width and stem as `options`) with the MoCo v2 MLP head Linear(d, d)-ReLU-Linear(d, dim)."""
     net = resnet(arch, num_classes=dim, norm_layer=norm_layer(bn_splits), **options)
@@ -171,6 +185,19 @@ class MoCo(nn.Module):
         x_k, boxes_k, unperm = self.shuffle(x_k, boxes_k)
         frame, patch = self.encode(self.encoder_k, x_k, boxes_k)
         return self.unshuffle(frame, unperm), None if patch is None else self.unshuffle(patch, unperm)
+
+    @torch.no_grad()
+    def fresh_queue_loss(self, x_q: torch.Tensor, x_k: torch.Tensor, fill: list[torch.Tensor]) -> torch.Tensor:
+        """The frame loss of one batch against keys that the current key encoder computes now on the `fill` batches
+        (enough to fill the queue) instead of the queue training holds, whose keys come from older key encoders. A
+        drop of the training loss that this does not share is the queue's staleness, not learning. Neither the queue,
+        the BN statistics nor the RNG stream of training change."""
+        with statistics_kept(self):
+            q, _ = self.encode(self.encoder_q, x_q, None)
+            k, _ = self.keys(x_k, None)
+            keys = torch.cat([self.keys(x, None)[0] for x in fill])
+            keys = concat_all_gather(keys) if distributed() else keys
+            return moco_loss(q, k, keys[:self.queue.shape[1]].T.contiguous(), self.temperature)
 
     def forward(self, x_q: torch.Tensor, x_k: torch.Tensor, boxes_q: torch.Tensor | None = None,
                 boxes_k: torch.Tensor | None = None):

@@ -37,7 +37,7 @@ from vidssl.knn_monitor import KNN_SAMPLES, KnnMonitor
 from vidssl.methods import INPUTS, METHODS, Method, check_inputs, get as get_method
 from vidssl.samples import TrainingSamples, list_labelled, step_batches
 
-CSV_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "knn_top1"]
+CSV_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "knn_top1", "loss_fresh_queue"]
 
 
 def base_lr(cfg: dict) -> float:
@@ -206,6 +206,21 @@ def train_step(run: Run, step: int, batch: dict) -> tuple[torch.Tensor, float]:
     return distributed.average(loss.detach()), lr
 
 
+def fresh_queue_loss(run: Run, step: int) -> float:
+    """MoCo.fresh_queue_loss on seeded random samples (this rank's share of a global batch each), averaged over the
+    ranks; every rank takes part, since the key encoder's shuffle gathers across them."""
+    rng = np.random.default_rng([int(run.cfg["seed"]), step])
+    per_rank = run.batch // distributed.world_size()
+
+    def batch() -> dict:
+        ids = rng.integers(0, len(run.data), run.batch)[distributed.rank() * per_rank:][:per_rank]
+        return {k: v.to(run.device) for k, v in torch.utils.data.default_collate([run.data[int(i)] for i in ids]).items()}
+
+    held = batch()
+    fill = [batch()["x_k"] for _ in range(-(-run.model.queue.shape[1] // run.batch))]
+    return float(distributed.average(run.model.fresh_queue_loss(held["x_q"], held["x_k"], fill)))
+
+
 def train_steps(run: Run, last: int) -> None:
     """Steps run.start to `last`, as DINO's train_one_epoch: a history row each, the kNN monitor every
     train.knn_every steps and at the end, a checkpoint every train.checkpoint_every."""
@@ -226,9 +241,12 @@ def train_steps(run: Run, last: int) -> None:
         done = step + 1
         row = {"step": done, "epoch": done * run.batch / len(run.data), "loss": loss, "lr": lr,
                "images_per_s": run.batch * len(run.method.image_keys) / (time.perf_counter() - clock),
-               "knn_top1": float("nan")}
-        if knn is not None and (done % t["knn_every"] == 0 or done == run.steps):
+               "knn_top1": float("nan"), "loss_fresh_queue": float("nan")}
+        monitored = bool(t["knn_every"]) and (done % t["knn_every"] == 0 or done == run.steps)
+        if knn is not None and monitored:
             row["knn_top1"] = knn(run.trained, run.device)
+        if monitored and "moco" in run.method.config_sections:
+            row["loss_fresh_queue"] = fresh_queue_loss(run, done)
         run.history.append(row)
         run.losses.add(row)
         run.losses.settle(keep=1)
