@@ -15,4 +15,5 @@ def test_runner_finds_its_benchmarks_from_elsewhere(tmp_path):
                              "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = pd.read_csv(out)
-    assert set(rows.benchmark) == {"bench_invariance"} and rows.ok.all()
+    # the rows' targets are timings, which a loaded machine can miss: make bench judges them, this test the runner
+    assert set(rows.benchmark) == {"bench_invariance"} and len(rows) == 5 and (rows.value > 0).all()
