@@ -337,9 +337,9 @@ def keyframe_rows(results: list[dict], stages: dict) -> list[dict]:
             rows.append(dict(name=f"dense (0, 40) track pairs a keyframe_every {every} track matches at both ends "
                                   f"({result['scene']}, {counts})", value=round(share, 3), unit="share",
                              target=">= 0.8" if checked else None, ok=bool(share >= 0.8 or not checked)))
-            share, counts = _share(result[every]["object_pairs"])
             if not result[every]["object_pairs"][1]:
                 continue  # a pan over a photograph has no object
+            share, counts = _share(result[every]["object_pairs"])
             rows.append(dict(name=f"dense (0, 40) pairs on an object at both ends, matched at both ends by a "
                                   f"keyframe_every {every} track ({result['scene']}, {counts})", value=round(share, 3),
                              unit="share", target=">= 0.8" if checked else None, ok=bool(share >= 0.8 or not checked)))

@@ -206,18 +206,26 @@ def train_step(run: Run, step: int, batch: dict) -> tuple[torch.Tensor, float]:
     return distributed.average(loss.detach()), lr
 
 
-def fresh_queue_loss(run: Run, step: int) -> float:
-    """MoCo.fresh_queue_loss on seeded random samples (this rank's share of a global batch each), averaged over the
-    ranks; every rank takes part, since the key encoder's shuffle gathers across them."""
+def monitor_batches(run: Run, step: int) -> tuple[dict, list[torch.Tensor]]:
+    """The fresh-queue scoring's seeded random samples at `step` (this rank's share of a global batch each): a held
+    batch, and the key views of as many batches as fill the queue. Read as the DataLoader reads a batch, one HDF5 call
+    per shard."""
     rng = np.random.default_rng([int(run.cfg["seed"]), step])
     per_rank = run.batch // distributed.world_size()
 
     def batch() -> dict:
         ids = rng.integers(0, len(run.data), run.batch)[distributed.rank() * per_rank:][:per_rank]
-        return {k: v.to(run.device) for k, v in torch.utils.data.default_collate([run.data[int(i)] for i in ids]).items()}
+        samples = torch.utils.data.default_collate(run.data.__getitems__(ids.tolist()))
+        return {k: v.to(run.device) for k, v in samples.items()}
 
     held = batch()
-    fill = [batch()["x_k"] for _ in range(-(-run.model.queue.shape[1] // run.batch))]
+    return held, [batch()["x_k"] for _ in range(-(-run.model.queue.shape[1] // run.batch))]
+
+
+def fresh_queue_loss(run: Run, step: int) -> float:
+    """MoCo.fresh_queue_loss on `monitor_batches`, averaged over the ranks; every rank takes part, since the key
+    encoder's shuffle gathers across them."""
+    held, fill = monitor_batches(run, step)
     return float(distributed.average(run.model.fresh_queue_loss(held["x_q"], held["x_k"], fill)))
 
 
