@@ -14,7 +14,7 @@ from vidssl import synthetic
 from vidssl.errors import UserError
 from vidssl.io import read_parquet
 from vidssl.synthetic.templates import TEMPLATES, part_names
-from vidssl.synthetic.render import make_background, make_leaves_background
+from vidssl.synthetic.render import class_materials, make_background, make_leaves_background, sample_instance
 from vidssl.synthetic.videos import camera_path
 
 REQUIRED = {
@@ -197,6 +197,30 @@ def test_leaves_backgrounds_carry_edges_and_big_objects_grow(tmp_path):
         world("bad", background="stripes")
     with pytest.raises(UserError, match="synthetic.object_size"):
         world("worse", object_size=(0.5, 0.3))
+
+
+def test_class_materials_give_each_class_one_texture_and_leave_the_default_world_as_it_was(tmp_path):
+    """materials: class draws one texture family per class (the same distribution an instance draws alone), so two
+    instances of a class share its pattern kind, scale and gain; instance keeps the default world byte for byte."""
+    shared = class_materials("class", seed=0)
+    assert shared("cat") == class_materials("class", seed=0)("cat")
+    assert len({shared(name) for name in REQUIRED}) == len(REQUIRED)  # the six classes draw six materials
+    assert class_materials("class", seed=1)("cat") != shared("cat")
+    cats = [sample_instance("cat", np.random.default_rng(i), material=shared("cat")) for i in range(4)]
+    assert {c.texture_gain for c in cats} == {shared("cat").gain}
+    assert not np.array_equal(cats[0].texture, cats[1].texture)  # a pattern drawn afresh, of the class's family
+    own = [sample_instance("cat", np.random.default_rng(i)) for i in range(4)]
+    assert len({c.texture_gain for c in own}) == 4
+    assert class_materials("instance", seed=0)("cat") is None
+
+    def labelled(name, **options):
+        synthetic.generate_labelled(tmp_path / name, classes=["cat", "car"], per_class=3, image_size=32, seed=0,
+                                    **options)
+        return tree_bytes(tmp_path / name)
+
+    assert labelled("default") == labelled("instance", materials="instance") != labelled("class", materials="class")
+    with pytest.raises(UserError, match="synthetic.materials"):
+        labelled("bad", materials="fur")
 
 
 def make_videos_with_camera(root: Path) -> Path:

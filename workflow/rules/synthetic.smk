@@ -2,10 +2,10 @@
 # regenerates only that part: synth_videos, synth_pascal_part, synth_labelled, synth_trajectories.
 
 SYNTH_PART_KEYS = {
-    "videos": ["seed", "classes", "videos", "frames", "video_size", "camera", "background", "object_size"],
-    "pascal_part": ["seed", "classes", "partseg_images", "image_size"],
-    "labelled": ["seed", "classes", "labelled_per_class", "image_size"],
-    "trajectories": ["seed", "classes", "trajectory_sets", "trajectory_length", "image_size"],
+    "videos": ["seed", "classes", "materials", "videos", "frames", "video_size", "camera", "background", "object_size"],
+    "pascal_part": ["seed", "classes", "materials", "partseg_images", "image_size"],
+    "labelled": ["seed", "classes", "materials", "labelled_per_class", "image_size"],
+    "trajectories": ["seed", "classes", "materials", "trajectory_sets", "trajectory_length", "image_size"],
 }
 
 for synth_part, keys in SYNTH_PART_KEYS.items():

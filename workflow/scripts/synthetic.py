@@ -3,7 +3,7 @@ from vidssl import synthetic
 from vidssl.cli import run_stage
 
 part, world, out = snakemake.params.part, snakemake.params.world, snakemake.output[0]
-common = dict(classes=world["classes"], seed=world["seed"])
+common = dict(classes=world["classes"], seed=world["seed"], materials=world["materials"])
 generators = {
     "videos": lambda: synthetic.generate_videos(
         out, n_videos=world["videos"], n_frames=world["frames"], size=tuple(world["video_size"]), camera=world["camera"],

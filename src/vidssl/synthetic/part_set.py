@@ -9,8 +9,8 @@ from tqdm import tqdm
 
 from vidssl.datasets.pascal_part import PascalObject, write_annotation
 from vidssl.errors import UserError
-from vidssl.synthetic.render import (PARTSEG_STREAM, ObjectLayer, item_rng, make_background, paste, render_object,
-                                    write_jpeg)
+from vidssl.synthetic.render import (PARTSEG_STREAM, ObjectLayer, class_materials, item_rng, make_background, paste,
+                                    render_object, write_jpeg)
 from vidssl.synthetic.templates import PARTLESS, check_classes
 
 VOC_CLASSES = (
@@ -19,8 +19,8 @@ VOC_CLASSES = (
 )
 
 
-def _place_objects(rng: np.random.Generator, classes: list[str], image: np.ndarray,
-                   owner: np.ndarray) -> list[tuple[ObjectLayer, np.ndarray]]:
+def _place_objects(rng: np.random.Generator, classes: list[str], image: np.ndarray, owner: np.ndarray,
+                   material) -> list[tuple[ObjectLayer, np.ndarray]]:
     """Paste one or two objects of `classes` and sometimes a bottle onto `image`, later ones on top.
 
     `owner` marks each pixel with 1 + the index of the object painted last there; returns per placed object its
@@ -41,7 +41,7 @@ def _place_objects(rng: np.random.Generator, classes: list[str], image: np.ndarr
     for class_name, fraction, centre in specs:
         layer_side = int(fraction * side)
         layer = render_object(class_name, rng, layer_side, angle=rng.uniform(-20, 20),
-                              flip=bool(rng.random() < 0.5))
+                              flip=bool(rng.random() < 0.5), material=material(class_name))
         left, top = (centre * side - layer_side / 2).round().astype(int)
         instances = np.zeros((side, side), dtype=np.uint8)
         if paste(image, layer, left, top, owner=owner, owner_id=len(placed) + 1, instances=instances) is not None:
@@ -66,7 +66,8 @@ def _visible_objects(placed: list[tuple[ObjectLayer, np.ndarray]], owner: np.nda
     return objects
 
 
-def generate_partseg(out_dir, *, classes: Sequence[str], n_images: int, image_size: int, seed: int = 0) -> dict:
+def generate_partseg(out_dir, *, classes: Sequence[str], n_images: int, image_size: int, seed: int = 0,
+                     materials: str = "instance") -> dict:
     """Write a Pascal-Part-format set: out_dir/JPEGImages/<stem>.jpg and out_dir/Annotations_Part/<stem>.mat.
 
     Each image holds one or two objects of `classes` (the second may partly hide the first) and sometimes a
@@ -75,6 +76,7 @@ def generate_partseg(out_dir, *, classes: Sequence[str], n_images: int, image_si
     classes = check_classes(classes)
     if n_images < 1 or image_size < 16:
         raise UserError(f"synthetic: need partseg_images >= 1 and image_size >= 16, got {n_images}, {image_size}")
+    material = class_materials(materials, seed)
     out_dir = Path(out_dir)
     side = int(image_size)
     n_objects = 0
@@ -82,7 +84,7 @@ def generate_partseg(out_dir, *, classes: Sequence[str], n_images: int, image_si
         rng = item_rng(seed, PARTSEG_STREAM, i)
         image = make_background(rng, side, side)
         owner = np.zeros((side, side), dtype=np.uint8)
-        objects = _visible_objects(_place_objects(rng, classes, image, owner), owner)
+        objects = _visible_objects(_place_objects(rng, classes, image, owner, material), owner)
         n_objects += len(objects)
 
         stem = f"synth_{i:05d}"

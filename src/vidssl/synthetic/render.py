@@ -18,7 +18,8 @@ from vidssl.io import atomic_path
 from vidssl.synthetic.templates import CLASSES, TEMPLATES, Stroke, part_names
 
 # Seed-stream tags: one per kind of generated item, so streams never collide.
-VIDEO_STREAM, PARTSEG_STREAM, LABELLED_STREAM, TRAJECTORY_STREAM = 1, 2, 3, 4
+VIDEO_STREAM, PARTSEG_STREAM, LABELLED_STREAM, TRAJECTORY_STREAM, MATERIAL_STREAM = 1, 2, 3, 4, 5
+MATERIALS = ("instance", "class")
 
 _JPEG_QUALITY = 95
 _SUBPIXEL_BITS = 4  # cv2 drawing `shift`: vertices carry 1/16-pixel precision
@@ -36,6 +37,16 @@ class Instance:
     colours: np.ndarray  # (n_parts + 1, 3) float32 BGR, row 0 unused
     texture: np.ndarray  # (T, T) float32 in [-1, 1], spanning the canonical square
     texture_gain: float
+
+
+@dataclass(frozen=True)
+class Material:
+    """A texture family: pattern kind (0 smooth noise, 1 stripes, 2 spots), its scale (noise cells, or cycles across
+    the object) and shading gain. An instance of a material varies only the pattern's draw, orientation and phase."""
+
+    kind: int
+    scale: float
+    gain: float
 
 
 @dataclass(frozen=True)
@@ -63,16 +74,35 @@ def hsv_bgr(h: float, s: float, v: float) -> np.ndarray:
     return np.array([b, g, r], dtype=np.float32) * 255.0
 
 
-def _texture(rng: np.random.Generator, side: int = 48) -> np.ndarray:
-    """A smooth noise, stripe or spot pattern in [-1, 1]."""
-    kind = rng.integers(3)
+def _draw_material(rng: np.random.Generator) -> Material:
+    kind = int(rng.integers(3))
+    scale = float(rng.integers(3, 8)) if kind == 0 else float(rng.uniform(2.5, 7.0))
+    return Material(kind, scale, float(rng.uniform(0.1, 0.3)))
+
+
+def class_materials(materials: str, seed: int):
+    """Per class name, the material its instances share, or None: `instance` (each instance draws its own texture,
+    so texture tells instances apart but not classes) or `class` (the same distribution of textures, drawn once per
+    class from the world seed, as fur, feathers and paint set real classes apart)."""
+    if materials not in MATERIALS:
+        raise UserError(f"synthetic.materials: {materials!r} is not one of {', '.join(MATERIALS)}")
+    if materials == "instance":
+        return lambda class_name: None
+    ids = {name: i for i, name in enumerate(sorted(TEMPLATES))}
+    return lambda class_name: _draw_material(item_rng(seed, MATERIAL_STREAM, ids[class_name]))
+
+
+def _texture(rng: np.random.Generator, material: Material | None, side: int = 48) -> np.ndarray:
+    """A smooth noise, stripe or spot pattern in [-1, 1] of `material`, or of one drawn here (None)."""
+    kind = material.kind if material else rng.integers(3)
     if kind == 0:
-        cells = int(rng.integers(3, 8))
+        cells = int(material.scale) if material else int(rng.integers(3, 8))
         pattern = cv2.resize(rng.uniform(-1, 1, (cells, cells)).astype(np.float32), (side, side),
                              interpolation=cv2.INTER_CUBIC)
     else:
         yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-        theta, freq = rng.uniform(0, np.pi), rng.uniform(2.5, 7.0)
+        theta = rng.uniform(0, np.pi)
+        freq = material.scale if material else rng.uniform(2.5, 7.0)
         pattern = np.sin(2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi))
         if kind == 2:
             pattern = pattern * np.sin(2 * np.pi * freq * (-xx * np.sin(theta) + yy * np.cos(theta)))
@@ -80,8 +110,9 @@ def _texture(rng: np.random.Generator, side: int = 48) -> np.ndarray:
 
 
 def sample_instance(class_name: str, rng: np.random.Generator, colour: Sequence[float] | None = None,
-                    jitter: float = 1.0) -> Instance:
-    """Draw an instance of `class_name`: shape jitter, part colours (main colour `colour`, BGR 0-255) and texture."""
+                    jitter: float = 1.0, material: Material | None = None) -> Instance:
+    """Draw an instance of `class_name`: shape jitter, part colours (main colour `colour`, BGR 0-255) and texture
+    (of `material`; None: a material of its own)."""
     if class_name not in TEMPLATES:
         raise UserError(f"synthetic: unknown class {class_name!r}; choose from {sorted(CLASSES)}")
     template = TEMPLATES[class_name]
@@ -120,8 +151,9 @@ def sample_instance(class_name: str, rng: np.random.Generator, colour: Sequence[
     for k in range(2, len(parts) + 1):  # distinct hues so part boundaries are visible
         colours[k] = hsv_bgr(hue + 0.16 * (k - 1) + rng.normal(0, 0.03),
                               rng.uniform(0.35, 0.9), rng.uniform(0.3, 0.95))
-    return Instance(class_name, tuple(strokes), tuple(names), stroke_ids, instance_parts, colours,
-                    _texture(rng), float(rng.uniform(0.1, 0.3)))
+    texture = _texture(rng, material)
+    gain = material.gain if material else float(rng.uniform(0.1, 0.3))
+    return Instance(class_name, tuple(strokes), tuple(names), stroke_ids, instance_parts, colours, texture, gain)
 
 
 def draw_instance(instance: Instance, size: int, angle: float = 0.0, scale: float = 1.0,
@@ -161,9 +193,10 @@ def draw_instance(instance: Instance, size: int, angle: float = 0.0, scale: floa
 
 
 def render_object(class_name: str, rng: np.random.Generator, size: int, angle: float = 0.0, scale: float = 1.0,
-                  colour: Sequence[float] | None = None, flip: bool = False) -> ObjectLayer:
-    """A fresh random instance of `class_name` drawn on a size x size transparent layer."""
-    return draw_instance(sample_instance(class_name, rng, colour), size, angle, scale, flip)
+                  colour: Sequence[float] | None = None, flip: bool = False,
+                  material: Material | None = None) -> ObjectLayer:
+    """A fresh random instance of `class_name` (of `material`) drawn on a size x size transparent layer."""
+    return draw_instance(sample_instance(class_name, rng, colour, material=material), size, angle, scale, flip)
 
 
 def make_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

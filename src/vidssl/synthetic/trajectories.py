@@ -12,17 +12,18 @@ from tqdm import tqdm
 
 from vidssl.errors import UserError
 from vidssl.io import write_parquet
-from vidssl.synthetic.render import (TRAJECTORY_STREAM, ObjectLayer, draw_instance, hsv_bgr, item_rng, lit,
-                                    make_background, sample_instance, single_object_scene, write_jpeg)
+from vidssl.synthetic.render import (TRAJECTORY_STREAM, Material, ObjectLayer, class_materials, draw_instance, hsv_bgr,
+                                    item_rng, lit, make_background, sample_instance, single_object_scene, write_jpeg)
 from vidssl.synthetic.templates import CLASSES, check_classes
 
 TRAJECTORY_DATASETS = ("viewpoint", "illumination", "occlusion", "instance")
 
 
-def _trajectory(dataset: str, class_name: str, rng: np.random.Generator, length: int, side: int) -> list[np.ndarray]:
+def _trajectory(dataset: str, class_name: str, rng: np.random.Generator, length: int, side: int,
+                material: Material | None) -> list[np.ndarray]:
     """The images of one local trajectory of one class: one factor varies, the rest stays fixed."""
     background = make_background(rng, side, side)
-    instance = sample_instance(class_name, rng)
+    instance = sample_instance(class_name, rng, material=material)
     angle, scale, flip = rng.uniform(-20, 20), rng.uniform(0.75, 0.95), bool(rng.random() < 0.5)
     layer_side = int(0.85 * side)
     offset = rng.uniform(-0.06, 0.06, 2)
@@ -37,7 +38,7 @@ def _trajectory(dataset: str, class_name: str, rng: np.random.Generator, length:
         return [scene(draw_instance(instance, layer_side, angle + turn * s, scale * (1 + (zoom - 1) * s), flip))
                 for s in steps]
     if dataset == "instance":
-        return [scene(draw_instance(sample_instance(class_name, rng), layer_side, angle, scale, flip)) for _ in steps]
+        return [scene(draw_instance(sample_instance(class_name, rng, material=material), layer_side, angle, scale, flip)) for _ in steps]
 
     image, box = single_object_scene(background, draw_instance(instance, layer_side, angle, scale, flip), offset)
     if dataset == "illumination":
@@ -62,7 +63,7 @@ def _trajectory(dataset: str, class_name: str, rng: np.random.Generator, length:
 
 
 def generate_trajectories(out_dir, *, classes: Sequence[str], sets_per_class: int, set_length: int,
-                          image_size: int, seed: int = 0) -> dict:
+                          image_size: int, seed: int = 0, materials: str = "instance") -> dict:
     """Write the four invariance datasets under out_dir/<dataset>/<class>/ and one out_dir/index.parquet.
 
     index.parquet: dataset, path (relative to out_dir), label (index into `classes`), class_name,
@@ -72,6 +73,7 @@ def generate_trajectories(out_dir, *, classes: Sequence[str], sets_per_class: in
     if sets_per_class < 1 or set_length < 1 or image_size < 16:
         raise UserError(f"synthetic: need trajectory_sets >= 1, trajectory_length >= 1 and image_size >= 16, got "
                         f"{sets_per_class}, {set_length}, {image_size}")
+    material = class_materials(materials, seed)
     out_dir = Path(out_dir)
     rows = []
     set_id = 0
@@ -80,7 +82,8 @@ def generate_trajectories(out_dir, *, classes: Sequence[str], sets_per_class: in
         dataset_id, class_id = TRAJECTORY_DATASETS.index(dataset), list(CLASSES).index(class_name)
         for s in range(sets_per_class):
             rng = item_rng(seed, TRAJECTORY_STREAM, dataset_id, class_id, s)
-            for frame, image in enumerate(_trajectory(dataset, class_name, rng, set_length, int(image_size))):
+            for frame, image in enumerate(_trajectory(dataset, class_name, rng, set_length, int(image_size),
+                                                      material(class_name))):
                 relative = f"{dataset}/{class_name}/{s:04d}_{frame:02d}.jpg"
                 write_jpeg(image, out_dir / relative)
                 rows.append((dataset, relative, classes.index(class_name), class_name, set_id, frame))

@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from vidssl.errors import UserError
 from vidssl.io import atomic_path, write_parquet
-from vidssl.synthetic.render import (VIDEO_STREAM, draw_instance, hsv_bgr, item_rng, lit, make_background,
-                                     make_leaves_background, paste, sample_instance)
+from vidssl.synthetic.render import (VIDEO_STREAM, class_materials, draw_instance, hsv_bgr, item_rng, lit,
+                                     make_background, make_leaves_background, paste, sample_instance)
 from vidssl.synthetic.templates import check_classes
 
 
@@ -86,7 +86,7 @@ def _write_video(frames: Iterable[np.ndarray], size: tuple[int, int], path: Path
 
 
 def _moving_object(rng: np.random.Generator, classes: list[str], n_frames: int, width: int, height: int,
-                   size: tuple[float, float]) -> dict:
+                   size: tuple[float, float], material) -> dict:
     """One object of a video: its class, instance, layer side (`size`: the range of its share of the frame's short
     side), and per-frame centre, angle and scale."""
     layer = int(rng.uniform(*size) * min(width, height) / 0.9) + 1  # the drawn object fills about 0.8 of its layer
@@ -95,7 +95,7 @@ def _moving_object(rng: np.random.Generator, classes: list[str], n_frames: int, 
     class_name = classes[int(rng.integers(len(classes)))]
     return {
         "class_name": class_name,
-        "instance": sample_instance(class_name, rng),
+        "instance": sample_instance(class_name, rng, material=material(class_name)),
         "layer": layer,
         "x": width / 2 + rng.uniform(-0.3, 0.3) * span_x + _wave(rng, n_frames, 0.6 * span_x, 80),
         "y": height / 2 + rng.uniform(-0.3, 0.3) * span_y + _wave(rng, n_frames, 0.6 * span_y, 80),
@@ -115,14 +115,16 @@ def camera_path(rng: np.random.Generator, n_frames: int, pad: int) -> np.ndarray
 
 def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames: int,
                     size: tuple[int, int] = (160, 120), seed: int = 0, camera: float = 0.0,
-                    background: str = "smooth", object_size: tuple[float, float] = (0.3, 0.5)) -> dict:
+                    background: str = "smooth", object_size: tuple[float, float] = (0.3, 0.5),
+                    materials: str = "instance") -> dict:
     """Write out_dir/video_XXX.mp4 (mp4v, 30 fps) and out_dir/boxes.parquet.
 
     Each video holds one to three objects moving smoothly (translation, rotation, scale) over a textured
     background, under a drifting global light, crossed by passing occluders. `camera` > 0 pans the view over a
     background larger by that fraction of the frame's long side on every side (0: a static camera). `background`:
     smooth (`make_background`) or leaves (`make_leaves_background`); `object_size`: the range of an object's layer
-    side as a share of the frame's short side. boxes.parquet has
+    side as a share of the frame's short side; `materials`: whose texture an object wears (`class_materials`).
+    boxes.parquet has
     one row per object and frame: the box of the object's own pixels (occluders ignored) clipped to the frame.
     """
     classes = check_classes(classes)
@@ -135,6 +137,7 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
     if n_videos < 1 or n_frames < 1 or width < 16 or height < 16 or not 0 <= camera <= 1:
         raise UserError(f"synthetic: need videos >= 1, frames >= 1, a size of at least 16x16 and camera in [0, 1], "
                         f"got {n_videos} videos, {n_frames} frames, {width}x{height}, camera {camera}")
+    material = class_materials(materials, seed)
     pad = int(round(camera * max(width, height)))
     out_dir = Path(out_dir)
     rows = []
@@ -142,7 +145,8 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
         rng = item_rng(seed, VIDEO_STREAM, v)
         scenery = draw_background(rng, height + 2 * pad, width + 2 * pad)
         # one to three objects, every count present in a small world
-        objects = [_moving_object(rng, classes, n_frames, width, height, tuple(object_size)) for _ in range(1 + v % 3)]
+        objects = [_moving_object(rng, classes, n_frames, width, height, tuple(object_size), material)
+                   for _ in range(1 + v % 3)]
         light = 1.0 + _wave(rng, n_frames, rng.uniform(0.1, 0.3), 120)
         cast = rng.uniform(-0.06, 0.06, 3)
         occluders = _occluder_events(rng, n_frames, width, height)
