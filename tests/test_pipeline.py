@@ -1,14 +1,16 @@
 """The whole DAG through real Snakemake on the tiny config, and what reruns after a config change."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
 
 import h5py
 import pandas as pd
 import pytest
 
-from conftest import planned_jobs, snakemake
+from conftest import ROOT, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -149,3 +151,26 @@ def test_html_report_renders(tiny_run, tmp_path):
                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900", "--virtual-time-budget=5000",
                     f"--screenshot={screenshot}", report.as_uri()], capture_output=True, timeout=120)
     assert screenshot.stat().st_size > 20_000, "the page rendered blank"
+
+
+def test_track_purity_scores_a_finished_run(tiny_run):
+    """benchmarks/track_purity.py maps each patch pair to its video frame through the chunk stores: a pair whose first
+    box is a true object box scores IoU 1, a pair in an empty corner 0, and the whole run's shares are fractions."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import track_purity
+
+    results = tiny_run / "results"
+    sources = track_purity.source_frames(sorted((results / "chunks").glob("*.h5")))
+    truth = pd.read_parquet(tiny_run / "resources" / "synthetic" / "videos" / "boxes.parquet")
+    seen = set(zip(truth.video, truth.frame))
+    (video, chunk, frame), source = next((key, s) for key, s in sources.items() if key[2] > 0 and (key[0], s) in seen)
+    true = truth[(truth.video == video) & (truth.frame == source)].iloc[0]
+    scale = 0.5
+    pairs = pd.DataFrame({"video": [video, video], "chunk": [chunk, chunk], "frame_a": [frame, frame],
+                          "ax1": [true.x1 * scale, 0.0], "ay1": [true.y1 * scale, 0.0],
+                          "ax2": [true.x2 * scale, 0.5], "ay2": [true.y2 * scale, 0.5]})
+    assert track_purity.best_overlaps(pairs, truth, scale, sources).tolist() == [1.0, 0.0]
+    printed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "track_purity.py"), str(tiny_run)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    on_object, background = (float(x) for x in re.findall(r"(\d\.\d+) (?:on an object|background)", printed[0]))
+    assert len(printed) == 5 and 0 <= on_object <= 1 and 0 <= background <= 1 - on_object
