@@ -38,7 +38,8 @@ def _trajectory(dataset: str, class_name: str, rng: np.random.Generator, length:
         return [scene(draw_instance(instance, layer_side, angle + turn * s, scale * (1 + (zoom - 1) * s), flip))
                 for s in steps]
     if dataset == "instance":
-        return [scene(draw_instance(sample_instance(class_name, rng, material=material), layer_side, angle, scale, flip)) for _ in steps]
+        return [scene(draw_instance(sample_instance(class_name, rng, material=material), layer_side, angle, scale, flip))
+                for _ in steps]
 
     image, box = single_object_scene(background, draw_instance(instance, layer_side, angle, scale, flip), offset)
     if dataset == "illumination":
