@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from snakemake.utils import update_config
 from sklearn.model_selection import train_test_split
 
 from vidssl.augment import eval_transform
 from vidssl.backbone import load_backbone, pooled_features
 from vidssl.classification import knn_predict, linear_probe_predict, top1
-from vidssl.synthetic.render import (LABELLED_STREAM, class_materials, item_rng, make_background, render_object,
-                                     single_object_scene)
-from vidssl.synthetic.templates import CLASSES
+from vidssl.synthetic.labelled import labelled_item
+from vidssl.synthetic.render import class_materials, single_object_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 GREY = 128
@@ -31,27 +31,20 @@ GREY = 128
 
 def run_config(overlays: list[str]) -> dict:
     """config/config.yaml with the overlays applied in order, as Snakemake merges `--configfile`s."""
-    def merge(base: dict, change: dict) -> dict:
-        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-                           for k, v in change.items()}}
-
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     for overlay in overlays:
-        config = merge(config, yaml.safe_load(Path(overlay).read_text()) or {})
+        update_config(config, yaml.safe_load(Path(overlay).read_text()) or {})
     return config
 
 
 def labelled_images(world: dict) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
     """The labelled set's images as `vidssl.synthetic.generate_labelled` draws them, on their backgrounds and on grey."""
-    side, material = int(world["image_size"]), class_materials(world.get("materials", "instance"), world["seed"])
+    material = class_materials(world.get("materials", "instance"), world["seed"])
     images, labels = {"as generated": [], "grey background": []}, []
     for label, class_name in enumerate(world["classes"]):
         for i in range(int(world["labelled_per_class"])):
-            rng = item_rng(world["seed"], LABELLED_STREAM, list(CLASSES).index(class_name), i)
-            background = make_background(rng, side, side)
-            layer = render_object(class_name, rng, int(side * rng.uniform(0.6, 0.95)), angle=rng.uniform(-35, 35),
-                                  flip=bool(rng.random() < 0.5), material=material(class_name))
-            offset = rng.uniform(-0.1, 0.1, 2)
+            background, layer, offset = labelled_item(world["seed"], class_name, i, int(world["image_size"]),
+                                                      material(class_name))
             images["as generated"].append(single_object_scene(background, layer, offset)[0])
             images["grey background"].append(single_object_scene(np.full_like(background, GREY), layer, offset)[0])
             labels.append(label)

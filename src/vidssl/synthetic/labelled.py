@@ -4,12 +4,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from vidssl.errors import UserError
-from vidssl.synthetic.render import (LABELLED_STREAM, class_materials, item_rng, make_background, render_object,
-                                    single_object_scene, write_jpeg)
+from vidssl.synthetic.render import (LABELLED_STREAM, Material, ObjectLayer, class_materials, item_rng, make_background,
+                                    render_object, single_object_scene, write_jpeg)
 from vidssl.synthetic.templates import CLASSES, check_classes
+
+
+def labelled_item(seed: int, class_name: str, i: int, side: int,
+                  material: Material | None) -> tuple[np.ndarray, ObjectLayer, np.ndarray]:
+    """Image `i` of `class_name` before it is assembled: its background, its object's layer and the object's offset
+    from the centre (`single_object_scene` pastes the layer there)."""
+    rng = item_rng(seed, LABELLED_STREAM, list(CLASSES).index(class_name), i)  # class ids stable across class subsets
+    background = make_background(rng, side, side)
+    layer = render_object(class_name, rng, int(side * rng.uniform(0.6, 0.95)), angle=rng.uniform(-35, 35),
+                          flip=bool(rng.random() < 0.5), material=material)
+    return background, layer, rng.uniform(-0.1, 0.1, 2)
 
 
 def generate_labelled(out_dir, *, classes: Sequence[str], per_class: int, image_size: int, seed: int = 0,
@@ -22,13 +34,8 @@ def generate_labelled(out_dir, *, classes: Sequence[str], per_class: int, image_
     out_dir = Path(out_dir)
     side = int(image_size)
     for class_name in tqdm(classes, desc="synthetic labelled set", unit="class"):
-        class_id = list(CLASSES).index(class_name)  # stable across class subsets
         for i in range(per_class):
-            rng = item_rng(seed, LABELLED_STREAM, class_id, i)
-            background = make_background(rng, side, side)
-            layer = render_object(class_name, rng, int(side * rng.uniform(0.6, 0.95)), angle=rng.uniform(-35, 35),
-                                  flip=bool(rng.random() < 0.5), material=material(class_name))
-            image, _ = single_object_scene(background, layer, rng.uniform(-0.1, 0.1, 2))
+            image, _ = single_object_scene(*labelled_item(seed, class_name, i, side, material(class_name)))
             write_jpeg(image, out_dir / class_name / f"{i:04d}.jpg")
     return {"classes": len(classes), "images": len(classes) * per_class}
 

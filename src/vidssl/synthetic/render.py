@@ -88,12 +88,13 @@ def class_materials(materials: str, seed: int):
         raise UserError(f"synthetic.materials: {materials!r} is not one of {', '.join(MATERIALS)}")
     if materials == "instance":
         return lambda class_name: None
-    ids = {name: i for i, name in enumerate(sorted(TEMPLATES))}
-    return lambda class_name: _draw_material(item_rng(seed, MATERIAL_STREAM, ids[class_name]))
+    drawn = {name: _draw_material(item_rng(seed, MATERIAL_STREAM, i)) for i, name in enumerate(sorted(TEMPLATES))}
+    return drawn.__getitem__
 
 
 def _texture(rng: np.random.Generator, material: Material | None, side: int = 48) -> np.ndarray:
-    """A smooth noise, stripe or spot pattern in [-1, 1] of `material`, or of one drawn here (None)."""
+    """A smooth noise, stripe or spot pattern in [-1, 1] of `material`, or of one drawn here (None), interleaved with
+    the pattern's own draws in the order the default world has always used, so its bytes stay the same."""
     kind = material.kind if material else rng.integers(3)
     if kind == 0:
         cells = int(material.scale) if material else int(rng.integers(3, 8))
