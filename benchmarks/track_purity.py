@@ -15,19 +15,16 @@ import pandas as pd
 
 import h5py
 
+from vidssl.chunk_store import ChunkStore
 from vidssl.io import read_parquet
 from vidssl.tracks import box_iou
+from vidssl.video import stored_size
 
 
 def source_frames(chunk_paths: list[Path]) -> dict[tuple[str, int, int], int]:
     """(video, chunk, frame in chunk) -> the frame's index in its video, from the chunk stores."""
-    found = {}
-    for path in chunk_paths:
-        with h5py.File(path, "r") as store:
-            columns = [store[name][:] for name in ("video", "chunk", "frame", "source_frame")]
-        for video, chunk, frame, source in zip(*columns):
-            found[(video.decode() if isinstance(video, bytes) else str(video), int(chunk), int(frame))] = int(source)
-    return found
+    return {(video, int(chunk), int(frame)): int(source) for path in chunk_paths
+            for video, chunk, frame, source in ChunkStore(path).index.itertuples(index=False)}
 
 
 def best_overlaps(pairs: pd.DataFrame, truth: pd.DataFrame, scale: float, sources: dict) -> np.ndarray:
@@ -46,11 +43,12 @@ def main(run_dir: Path) -> None:
     results = run_dir / "results"
     pairs = pd.concat([read_parquet(p) for p in sorted((results / "pairs").glob("*.tracks.parquet"))])
     truth = read_parquet(run_dir / "resources" / "synthetic" / "videos" / "boxes.parquet")
-    with h5py.File(sorted((results / "chunks").glob("*.h5"))[0], "r") as store:
+    chunk_paths = sorted((results / "chunks").glob("*.h5"))
+    with h5py.File(chunk_paths[0], "r") as store:
         max_side = int(store.attrs["max_side"])
-    width, height = read_parquet(results / "manifest.parquet")[["width", "height"]].iloc[0]
-    scale = min(1.0, max_side / max(int(width), int(height)))  # stored frames are resized to max_side
-    best = best_overlaps(pairs, truth, scale, source_frames(sorted((results / "chunks").glob("*.h5"))))
+    width, height = (int(v) for v in read_parquet(results / "manifest.parquet")[["width", "height"]].iloc[0])
+    scale = stored_size(width, height, max_side)[0] / width  # the chunk stage's resize of every frame
+    best = best_overlaps(pairs, truth, scale, source_frames(chunk_paths))
     print(f"{len(pairs)} patch pairs: {np.mean(best >= 0.5):.3f} on an object (IoU >= 0.5), "
           f"{np.mean(best < 0.1):.3f} background (IoU < 0.1)")
     scores = pairs.score.to_numpy()
