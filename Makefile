@@ -11,9 +11,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e .
 	touch $(STAMP)
 
-# The GPUs of this machine, counted when `run` starts (vidssl.devices, no CUDA): Snakemake starts at most that many
+# The GPUs of this machine, counted when `run` starts (vidssl.core.devices, no CUDA): Snakemake starts at most that many
 # GPU jobs at once, and each claims its own devices.
-GPUS = $(shell $(VENV)/bin/python -c "from vidssl.devices import gpu_count; print(gpu_count())")
+GPUS = $(shell $(VENV)/bin/python -c "from vidssl.core.devices import gpu_count; print(gpu_count())")
 
 run: $(STAMP)
 	$(VENV)/bin/snakemake --cores all results/table5.csv --resources gpu=$(GPUS)  # --resources takes every word after it

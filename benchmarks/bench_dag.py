@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidssl.video import build_manifest, list_videos
+from vidssl.video.manifest import build_manifest, list_videos
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"

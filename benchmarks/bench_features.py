@@ -1,8 +1,8 @@
-"""Feature-extraction throughput: `vidssl.features.extract` (JPEG decode, crop, resize, DataLoader, HDF5 writes)
+"""Feature-extraction throughput: `vidssl.evaluation.features.extract` (JPEG decode, crop, resize, DataLoader, HDF5 writes)
 against a bare forward over pre-made tensors with the same model, batch and resolution (target: >= 0.8 of bare).
 
 resnet18 at 64 px (the default world uses 48), batch 128 as config/config.yaml, and the loader workers the
-`features` rule would use on this machine (`vidssl.features.loader_workers`: none on a CPU).
+`features` rule would use on this machine (`vidssl.evaluation.features.loader_workers`: none on a CPU).
 
     python benchmarks/bench_features.py [--images N] [--workers W]
 """
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vidssl.backbone import load_backbone, random_backbone
+from vidssl.core.io import write_parquet
 from vidssl.datasets.eval_sets import load_image
-from vidssl.features import extract, loader_workers, normalise
-from vidssl.io import write_parquet
+from vidssl.evaluation.features import extract, loader_workers, normalise
+from vidssl.models.backbone import load_backbone, random_backbone
 
 ARCH, IMAGE_SIZE, BATCH = "resnet18", 64, 128
 TARGET = 0.8

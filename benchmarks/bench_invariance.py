@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from vidssl.invariance import MEASURES, invariance_score, score_all
+from vidssl.evaluation.invariance import MEASURES, invariance_score, score_all
 
 TARGET_SECONDS = 10.0
 RESAMPLES = 200

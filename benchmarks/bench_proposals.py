@@ -17,10 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidssl import synthetic, video
-from vidssl.chunk_store import ChunkStore
-from vidssl.proposals import propose_shard
-from vidssl.selective_search import configured_search, single_opencv_thread
+from vidssl import synthetic
+from vidssl.tracking.proposals import propose_shard
+from vidssl.tracking.selective_search import configured_search, single_opencv_thread
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import extract_chunks
+from vidssl.video.manifest import build_manifest, list_videos
 
 TARGET = 0.9
 
@@ -30,9 +32,9 @@ def synthetic_container(root: Path, *, videos: int, max_side: int, length: int =
     width = max_side * 5 // 4  # 160x120 for 128 px, the default config's videos
     synthetic.generate_videos(root / "videos", classes=["car", "person", "bird"], n_videos=videos, n_frames=length,
                               size=(width, width * 3 // 4))
-    manifest = video.build_manifest(video.list_videos("folder", str(root / "videos")), shards=1, chunk_len=length)
+    manifest = build_manifest(list_videos("folder", str(root / "videos")), shards=1, chunk_len=length)
     out = str(root / "chunks.h5")
-    video.extract_chunks(manifest, out, shard=0, per_video=1, length=length, max_side=max_side, jpeg_quality=90)
+    extract_chunks(manifest, out, shard=0, per_video=1, length=length, max_side=max_side, jpeg_quality=90)
     return out
 
 

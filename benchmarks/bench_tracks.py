@@ -29,14 +29,15 @@ import numpy as np
 import pandas as pd
 from sklearn.datasets import load_sample_image
 
-from vidssl import synthetic, video
-from vidssl.chunk_store import ChunkStore
-from vidssl.io import read_parquet
-from vidssl.pairs import keyframes
-from vidssl.proposals import propose_shard
-from vidssl.selective_search import selective_search, single_opencv_thread
-from vidssl.tracks import box_iou, link_chunk, track_shard
-from vidssl.video import resize_max_side
+from vidssl import synthetic
+from vidssl.core.io import read_parquet
+from vidssl.tracking.pairs import keyframes
+from vidssl.tracking.proposals import propose_shard
+from vidssl.tracking.selective_search import selective_search, single_opencv_thread
+from vidssl.tracking.tracks import box_iou, link_chunk, track_shard
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import extract_chunks, resize_max_side
+from vidssl.video.manifest import build_manifest, chunk_starts, list_videos
 
 TARGET = 0.05
 LENGTH = 60
@@ -156,9 +157,9 @@ def store_videos(videos: dict[str, list], folder: Path, n_chunks: int) -> str:
         for frame in frames:
             writer.write(frame)
         writer.release()
-    manifest = video.build_manifest(video.list_videos("folder", str(folder / "videos")), shards=1, chunk_len=LENGTH)
+    manifest = build_manifest(list_videos("folder", str(folder / "videos")), shards=1, chunk_len=LENGTH)
     chunks = str(folder / "chunks.h5")
-    video.extract_chunks(manifest, chunks, shard=0, per_video=n_chunks, length=LENGTH, max_side=128, jpeg_quality=90)
+    extract_chunks(manifest, chunks, shard=0, per_video=n_chunks, length=LENGTH, max_side=128, jpeg_quality=90)
     return chunks
 
 
@@ -274,7 +275,7 @@ def scene_counts(videos: list, runs: dict, names: list[str], n_chunks: int) -> d
     for every, tracks in runs.items():
         coverage, pairs, object_pairs, camera_counts, true_pairs = [], np.zeros(2, int), np.zeros(2, int), None, None
         for name, (frames, truth, camera) in zip(names, videos):
-            starts, scale = video.chunk_starts(len(frames), n_chunks, LENGTH), 128 / max(frames[0].shape[:2])
+            starts, scale = chunk_starts(len(frames), n_chunks, LENGTH), 128 / max(frames[0].shape[:2])
             mine, dense = tracks[tracks.video == name], runs[1][runs[1].video == name]
             coverage += coverages(mine, truth, starts, scale)
             for chunk, start in enumerate(starts):

@@ -18,10 +18,11 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vidssl import video
-from vidssl.io import write_parquet
-from vidssl.methods import build_model
-from vidssl.train import train
+from vidssl.core.io import write_parquet
+from vidssl.training.methods import build_model
+from vidssl.training.train import train
+from vidssl.video.chunks import extract_chunks
+from vidssl.video.manifest import build_manifest, list_videos
 
 LENGTH, VIDEOS = 60, 8
 
@@ -47,8 +48,8 @@ def make_world(root: Path) -> dict:
             cv2.rectangle(frame, (10 + t, 20), (60 + t, 80), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
             writer.write(frame)
         writer.release()
-    manifest = video.build_manifest(video.list_videos("folder", str(root / "videos")), shards=1, chunk_len=LENGTH)
-    video.extract_chunks(manifest, str(root / "chunks.h5"), shard=0, per_video=1, length=LENGTH, max_side=128,
+    manifest = build_manifest(list_videos("folder", str(root / "videos")), shards=1, chunk_len=LENGTH)
+    extract_chunks(manifest, str(root / "chunks.h5"), shard=0, per_video=1, length=LENGTH, max_side=128,
                          jpeg_quality=90)
     pairs = pd.DataFrame([(f"v{v}", 0, a, a + 40) for v in range(VIDEOS) for a in range(20)],
                          columns=["video", "chunk", "frame_a", "frame_b"])
@@ -128,7 +129,7 @@ def patch_branch_rows(cfg: dict, device: torch.device, steps: int, seconds_64: d
 
 
 def real_images_per_s(method: str, world: dict, cfg: dict, out: Path, warmup: int) -> float:
-    """Images per second of vidssl.train.train over its steps after `warmup` (worker start-up excluded)."""
+    """Images per second of vidssl.training.train.train over its steps after `warmup` (worker start-up excluded)."""
     train(method, **world, labelled=None, out_dir=str(out / method), cfg=cfg)
     log = pd.read_csv(out / method / "train.csv").iloc[warmup:]
     images = 2 * cfg["train"]["batch_size"]

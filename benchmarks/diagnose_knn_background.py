@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from snakemake.utils import update_config
 from sklearn.model_selection import train_test_split
+from snakemake.utils import update_config
 
-from vidssl.augment import eval_transform
-from vidssl.backbone import load_backbone, pooled_features
-from vidssl.classification import knn_predict, linear_probe_predict, top1
+from vidssl.evaluation.classification import knn_predict, linear_probe_predict, top1
+from vidssl.models.backbone import load_backbone, pooled_features
 from vidssl.synthetic.labelled import labelled_item
 from vidssl.synthetic.render import class_materials, single_object_scene
+from vidssl.training.augment import eval_transform
 
 ROOT = Path(__file__).resolve().parents[1]
 GREY = 128

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from vidssl import methods, train
-from vidssl.moco import moco_loss, statistics_kept
-from vidssl.samples import step_batches
+from vidssl.models.moco import moco_loss, statistics_kept
+from vidssl.training import methods, train
+from vidssl.training.samples import step_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_STEPS = (10, 20, 40, 60, 80, 100, 140, 200)

@@ -18,22 +18,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_features
+import bench_train
 import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from run import machine, print_table
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import roi_align
 
-import bench_features
-import bench_train
-from run import machine, print_table
-from vidssl import distributed
-from vidssl.backbone import random_backbone
-from vidssl.features import extract
-from vidssl.io import write_csv
-from vidssl.methods import build_model
+from vidssl.core.io import write_csv
+from vidssl.evaluation.features import extract
+from vidssl.models.backbone import random_backbone
+from vidssl.training import distributed
+from vidssl.training.methods import build_model
 
 FULL = dict(arch="resnet50", image_size=224, batch=128, queue=65536, bn_splits=8, layer3=1024, steps=20,
             real_steps=40, warmup=10, images=2048, feature_batch=256)
@@ -72,7 +72,7 @@ def step_rows(size: dict, device: torch.device, full: bool) -> list[dict]:
 
 
 def real_loop_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
-    """vidssl.train.train over a chunk container with the loader workers this machine affords."""
+    """vidssl.training.train.train over a chunk container with the loader workers this machine affords."""
     workers = max(1, min(14, (os.cpu_count() or 2) - 2)) if device.type == "cuda" else 0
     cfg = train_config(size, size["real_steps"], workers)
     world = bench_train.make_world(root / "world")
@@ -82,7 +82,7 @@ def real_loop_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
 
 
 def feature_rows(size: dict, root: Path) -> list[dict]:
-    """vidssl.features.extract on an evaluation index, with the loader workers the features rule would use."""
+    """vidssl.evaluation.features.extract on an evaluation index, with the loader workers the features rule would use."""
     index = bench_features.write_index(root, size["images"])
     backbone = root / "backbone.pth"
     random_backbone(size["arch"], 0, backbone)

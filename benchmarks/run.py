@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vidssl.io import write_csv
+from vidssl.core.io import write_csv
 
 BENCHMARKS = Path(__file__).resolve().parent
 COLUMNS = ["benchmark", "name", "value", "unit", "target", "ok", "machine"]

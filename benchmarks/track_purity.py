@@ -10,15 +10,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 
-import h5py
-
-from vidssl.chunk_store import ChunkStore
-from vidssl.io import read_parquet
-from vidssl.tracks import box_iou
-from vidssl.video import stored_size
+from vidssl.core.io import read_parquet
+from vidssl.tracking.tracks import box_iou
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import stored_size
 
 
 def source_frames(chunk_paths: list[Path]) -> dict[tuple[str, int, int], int]:

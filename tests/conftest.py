@@ -1,11 +1,10 @@
 """Fixtures that make small real inputs (mp4 files, JPEG-frame folders), and the tiny config's whole-DAG run."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np

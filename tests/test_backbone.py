@@ -5,9 +5,18 @@ import pytest
 import torch
 import torchvision
 
-from vidssl.backbone import (build_resnet, export_backbone, feature_dim, import_pretrained, load_backbone,
-                             model_options, pooled_features, random_backbone, resnet)
-from vidssl.io import UserError
+from vidssl.core.io import UserError
+from vidssl.models.backbone import (
+    build_resnet,
+    export_backbone,
+    feature_dim,
+    import_pretrained,
+    load_backbone,
+    model_options,
+    pooled_features,
+    random_backbone,
+    resnet,
+)
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 

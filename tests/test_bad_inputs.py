@@ -20,16 +20,18 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-
 from conftest import moving_square_frames, write_jpeg_folder, write_mp4
-from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_partseg import plain_car, write_image
+from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_video import with_exif_orientation, write_mkv
-from vidssl import proposals, tracks, video
-from vidssl.chunk_store import ChunkStore
+
+from vidssl.core.io import parquet_metadata, read_parquet
 from vidssl.datasets.readers import write_index
-from vidssl.io import parquet_metadata, read_parquet
-from vidssl.partseg_crops import make_crops
+from vidssl.evaluation.partseg_crops import make_crops
+from vidssl.tracking import proposals, tracks
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import extract_chunks
+from vidssl.video.manifest import build_manifest, list_videos, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH = 60
@@ -71,9 +73,9 @@ def corpus(tmp_path_factory) -> Path:
 def stages(corpus) -> dict:
     """manifest -> chunks -> proposals -> tracks, as the rules call them (one shard, 60-frame chunks)."""
     out = corpus.parent
-    manifest = video.build_manifest(video.list_videos("folder", str(corpus)), shards=1, chunk_len=LENGTH)
-    video.write_manifest(manifest, str(out / "manifest.parquet"))
-    summary = video.extract_chunks(read_parquet(out / "manifest.parquet"), str(out / "chunks.h5"), shard=0,
+    manifest = build_manifest(list_videos("folder", str(corpus)), shards=1, chunk_len=LENGTH)
+    write_manifest(manifest, str(out / "manifest.parquet"))
+    summary = extract_chunks(read_parquet(out / "manifest.parquet"), str(out / "chunks.h5"), shard=0,
                                    per_video=1, length=LENGTH, max_side=64, jpeg_quality=90)
     proposals.propose_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), threads=1)
     tracks.track_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), str(out / "tracks.parquet"))
@@ -207,7 +209,8 @@ def written_index(source: dict, out: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def test_aloi_and_got10k_names_that_are_not_utf8_are_recorded_and_the_rest_read(tmp_path):
-    from test_eval_sets import write_image as write_gray, write_video
+    from test_eval_sets import write_image as write_gray
+    from test_eval_sets import write_video
 
     views = tmp_path / "aloi" / "ALOI_viewpoint"
     write_gray(views / "1" / "1_r0.png")
@@ -230,7 +233,8 @@ def test_aloi_and_got10k_names_that_are_not_utf8_are_recorded_and_the_rest_read(
 
 
 def test_pascal_names_that_are_not_utf8_or_numbers_are_read_or_recorded(tmp_path):
-    from test_eval_sets import write_image as write_gray, write_record
+    from test_eval_sets import write_image as write_gray
+    from test_eval_sets import write_record
 
     write_image(tmp_path, "good", [plain_car(0, 20, 0, 20)])
     write_image(tmp_path, "odd", [plain_car(2, 22, 2, 22)])

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pandas as pd
-
 from conftest import ROOT
 
 
@@ -26,8 +25,9 @@ def test_background_diagnostic_draws_the_labelled_set_and_its_objects_on_grey(tm
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import diagnose_knn_background as diagnose
+
     from vidssl import synthetic
-    from vidssl.samples import read_labelled_image
+    from vidssl.training.samples import read_labelled_image
 
     world = {"seed": 3, "classes": ["car", "bird"], "labelled_per_class": 2, "image_size": 48, "materials": "class"}
     synthetic.generate_labelled(tmp_path, classes=world["classes"], per_class=2, image_size=48, seed=3,

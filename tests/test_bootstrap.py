@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vidssl import bootstrap
-from vidssl.errors import UserError
-from vidssl.table5_intervals import AVG, Counts, intervals
+from vidssl.core.errors import UserError
+from vidssl.evaluation import bootstrap
+from vidssl.evaluation.table5_intervals import AVG, Counts, intervals
 
 CLASSES = ["car", "bird"]
 

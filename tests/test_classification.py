@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from vidssl import classification
+from vidssl.core.errors import UserError
+from vidssl.core.io import write_parquet
 from vidssl.datasets.eval_sets import WHOLE_IMAGE
-from vidssl.errors import UserError
-from vidssl.io import write_parquet
+from vidssl.evaluation import classification
 
 CLASSES, PER_CLASS, TEST_PER_CLASS = 4, 40, 10
 
@@ -87,7 +87,7 @@ def test_voc07_svms_on_separable_features_reach_100_map():
 
 
 def write_set(tmp_path, name, features, labels, split, marks=None):
-    """A feature file as vidssl.features.extract writes it, and its image list with splits (and VOC marks)."""
+    """A feature file as vidssl.evaluation.features.extract writes it, and its image list with splits (and VOC marks)."""
     rows = [{"dataset": name, "path": f"/x/{i:04d}.jpg", "label": int(label), "class_name": str(label), "set": -1,
              **WHOLE_IMAGE, "split": s} for i, (label, s) in enumerate(zip(labels, split))]
     index = pd.DataFrame(rows)

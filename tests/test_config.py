@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SNAKEMAKE, planned_jobs
+
 from vidssl import synthetic
 
 
@@ -140,7 +140,7 @@ table5:
 
 
 def test_wildcard_choices_match_only_their_names():
-    from vidssl.config import wildcard_choice
+    from vidssl.core.config import wildcard_choice
 
     choice = wildcard_choice(["a.b", "c|d", "e"])
     assert [bool(re.fullmatch(f"(?:{choice})", text)) for text in ("a.b", "axb", "c|d", "c", "d", "e", "")] == [

@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ROOT
 from test_train import CFG, data  # noqa: F401  (data: the tiny chunk/pairs/labelled fixture, reused)
-from vidssl import devices
+
+from vidssl.core import devices
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
@@ -29,7 +29,7 @@ CLAIM = """
 import os, sys
 from pathlib import Path
 os.umask(0o077)
-from vidssl import devices
+from vidssl.core import devices
 devices.NVIDIA_GPUS = Path(sys.argv[1])
 try:
     devices.claim_gpus(1)
@@ -133,8 +133,8 @@ def test_training_rules_ask_slurm_for_one_node(tmp_path):
 
 STAGE = """
 import json, sys, types
-from vidssl import train
-from vidssl.cli import run_stage
+from vidssl.training import train
+from vidssl.core.cli import run_stage
 job = json.loads(sys.argv[1])
 run_stage(types.SimpleNamespace(log=[sys.argv[2]], rule="train_" + job["method"], threads=1),
           lambda log: train.launch(job, log=log))
@@ -142,7 +142,7 @@ run_stage(types.SimpleNamespace(log=[sys.argv[2]], rule="train_" + job["method"]
 
 
 def train_stage(data, out: Path, **train_settings) -> subprocess.CompletedProcess:  # noqa: F811
-    """vidssl.train.launch as the Snakemake adapter calls it, in a process of its own: under torchrun for gpus > 1."""
+    """vidssl.training.train.launch as the Snakemake adapter calls it, in a process of its own: under torchrun for gpus > 1."""
     cfg = copy.deepcopy(CFG)
     cfg["train"].update(steps=3, knn_every=3, **train_settings)
     job = dict(method="fti", chunks=[str(data / "chunks.h5")], frame_pairs=[str(data / "pairs.parquet")],

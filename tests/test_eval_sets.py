@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 import yaml
 
+from vidssl.core.io import UserError
 from vidssl.datasets.aloi import aloi_index
 from vidssl.datasets.eval_sets import COLUMNS, load_image, synthetic_index
 from vidssl.datasets.got10k import got10k_index
@@ -17,7 +18,6 @@ from vidssl.datasets.labelled import imagefolder_index, split_index, voc07_index
 from vidssl.datasets.pascal3d import pascal3d_index
 from vidssl.datasets.readers import build_index
 from vidssl.datasets.sources import INVARIANCE_TITLES, eval_plan
-from vidssl.io import UserError
 
 
 def write_image(path, value=128, size=(8, 8)):

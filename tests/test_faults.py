@@ -24,13 +24,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from test_train import CFG, data  # noqa: F401  (data: the tiny chunk/pairs fixture, reused)
-from vidssl import proposals, video
-from vidssl.backbone import export_backbone, load_backbone
-from vidssl.chunk_store import ChunkStore
-from vidssl.integrity import find_broken, is_whole
-from vidssl.io import UserError, atomic_path, write_parquet
+
+from vidssl.core.integrity import find_broken, is_whole
+from vidssl.core.io import UserError, atomic_path, write_parquet
+from vidssl.models.backbone import export_backbone, load_backbone
+from vidssl.tracking import proposals
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import extract_chunks
+from vidssl.video.manifest import build_manifest, list_videos
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -118,7 +120,7 @@ def test_kill_snakemake_during_proposals_then_rerun(upstream, tmp_path):
 
 
 def run_train(config: Path, data: Path, out: Path, *, wait: bool = True) -> subprocess.Popen:
-    command = [sys.executable, "-m", "vidssl.train", "--config-json", str(config), "--method", "fti",
+    command = [sys.executable, "-m", "vidssl.training.train", "--config-json", str(config), "--method", "fti",
                "--chunks", str(data / "chunks.h5"), "--frame-pairs", str(data / "pairs.parquet"), "--out-dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: same float sums in every run, no oversubscription
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -185,7 +187,7 @@ def test_a_trained_model_follows_its_inputs_in_snakemake(upstream, tmp_path):
 
 
 def feature_file(path: Path, bad: float, rows: int = 12) -> Path:
-    """A feature file as vidssl.features.extract writes it, with `bad` (NaN or inf) in row 3."""
+    """A feature file as vidssl.evaluation.features.extract writes it, with `bad` (NaN or inf) in row 3."""
     features = np.random.default_rng(0).normal(size=(rows, 8)).astype(np.float32)
     features[3, 5] = bad
     with h5py.File(path, "w") as h5:
@@ -205,7 +207,7 @@ def crops_file(path: Path, rows: int = 12) -> Path:
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_features_stop_every_stage_that_reads_them_naming_the_file(tmp_path, bad):
-    from vidssl import classification, invariance, partseg_probe
+    from vidssl.evaluation import classification, invariance, partseg_probe
 
     features = feature_file(tmp_path / "features.h5", bad)
     expected = f"{features}: 1 feature rows hold NaN or inf (first rows [3])"
@@ -329,8 +331,8 @@ def test_full_disk_every_writer_fails_cleanly(full_disk, tmp_path, data):  # noq
     writers = {
         "x.parquet": lambda out: write_parquet(pd.DataFrame({"a": np.random.default_rng(0).random(10_000)}), out,
                                                sort_by=["a"]),
-        "x.h5": lambda out: video.extract_chunks(
-            video.build_manifest(video.list_videos("folder", str(data / "videos")), shards=1, chunk_len=12), str(out),
+        "x.h5": lambda out: extract_chunks(
+            build_manifest(list_videos("folder", str(data / "videos")), shards=1, chunk_len=12), str(out),
             shard=0, per_video=1, length=12, max_side=64, jpeg_quality=100),
         "x.pth": lambda out: export_backbone({"w": torch.rand(20_000)}, out),  # torch.save hides the ENOSPC
     }
@@ -391,8 +393,8 @@ def spawned_workers(pid: int) -> list[int]:
 
 STAGE = """
 import sys, types
-from vidssl import proposals
-from vidssl.cli import run_stage
+from vidssl.tracking import proposals
+from vidssl.core.cli import run_stage
 smk = types.SimpleNamespace(log=[sys.argv[3]], rule="proposals", threads=2)
 run_stage(smk, lambda log: proposals.propose_shard(sys.argv[1], sys.argv[2], threads=2, log=log))
 """
@@ -453,7 +455,7 @@ def test_a_full_quota_is_a_full_disk(tmp_path, code):
 
 def sleeping_writer(target: Path) -> subprocess.Popen:
     """A process inside atomic_path(target), its temp written, waiting to be killed."""
-    code = ("import sys, time; from vidssl.io import atomic_path\n"
+    code = ("import sys, time; from vidssl.core.io import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n"
             "    tmp.write_bytes(b'partial'); print('ready', flush=True); time.sleep(120)")
     process = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
@@ -466,7 +468,7 @@ def temps_of(folder: Path) -> set[str]:
 
 
 def test_temps_of_gone_writers_are_removed_and_live_ones_kept(tmp_path):
-    from vidssl.integrity import stale_temps
+    from vidssl.core.integrity import stale_temps
 
     results = tmp_path / "results"
     models = results / "models" / "fti"

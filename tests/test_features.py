@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from vidssl import features
-from vidssl.backbone import load_backbone, random_backbone
-from vidssl.io import UserError, write_parquet
+from vidssl.core.io import UserError, write_parquet
+from vidssl.evaluation import features
+from vidssl.models.backbone import load_backbone, random_backbone
 
 
 @pytest.fixture

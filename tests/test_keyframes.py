@@ -7,14 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tracks import (
+    BOXES,
+    chunk_coverage,
+    moving_object_frames,
+    small_object_container,
+)
 
-from test_tracks import BOXES, chunk_coverage, moving_object_frames, small_object_container
-from vidssl.errors import UserError
-from vidssl.io import parquet_metadata, read_parquet
-from vidssl.pairs import keyframes
-from vidssl.proposals import propose_shard
-from vidssl.selective_search import selective_search
-from vidssl.tracks import link_chunk, track_shard
+from vidssl.core.errors import UserError
+from vidssl.core.io import parquet_metadata, read_parquet
+from vidssl.tracking.pairs import keyframes
+from vidssl.tracking.proposals import propose_shard
+from vidssl.tracking.selective_search import selective_search
+from vidssl.tracking.tracks import link_chunk, track_shard
 
 
 @pytest.fixture(scope="module")

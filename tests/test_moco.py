@@ -8,7 +8,15 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from vidssl.moco import MoCo, SplitBatchNorm, from_layer3, moco_logits, moco_loss, roi_features, to_layer3
+from vidssl.models.moco import (
+    MoCo,
+    SplitBatchNorm,
+    from_layer3,
+    moco_logits,
+    moco_loss,
+    roi_features,
+    to_layer3,
+)
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_tracks import make_container
-from vidssl.io import UserError, parquet_metadata, read_parquet, write_parquet
-from vidssl.pairs import frame_pairs, write_frame_pairs, write_track_pairs
+
+from vidssl.core.io import UserError, parquet_metadata, read_parquet, write_parquet
+from vidssl.tracking.pairs import frame_pairs, write_frame_pairs, write_track_pairs
 
 
 @pytest.mark.parametrize("chunk_len, expected", [

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
+from vidssl.core.errors import UserError
 from vidssl.datasets.pascal_part import PascalObject, write_annotation
-from vidssl.errors import UserError
-from vidssl.partseg_crops import make_crops, resize_maps
-from vidssl.partseg_probe import PartDecoder, probe_all, train_probe
-from vidssl.table5_intervals import intervals, stack_counts
+from vidssl.evaluation.partseg_crops import make_crops, resize_maps
+from vidssl.evaluation.partseg_probe import PartDecoder, probe_all, train_probe
+from vidssl.evaluation.table5_intervals import intervals, stack_counts
 
 HEIGHT, WIDTH = 40, 48
 RED, GREY = (255, 0, 0), (128, 128, 128)

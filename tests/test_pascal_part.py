@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vidssl.datasets.pascal_part import PascalObject, fold_part_name, read_annotation, write_annotation
-from vidssl.io import UserError
+from vidssl.core.io import UserError
+from vidssl.datasets.pascal_part import (
+    PascalObject,
+    fold_part_name,
+    read_annotation,
+    write_annotation,
+)
 
 OBJECT_FIELDS = [("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")]
 PART_FIELDS = [("part_name", "O"), ("mask", "O")]

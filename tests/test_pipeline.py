@@ -9,7 +9,6 @@ import sys
 import h5py
 import pandas as pd
 import pytest
-
 from conftest import ROOT, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow

@@ -11,14 +11,14 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from test_tracks import make_container, moving_object_frames
-from vidssl.chunk_store import ChunkStore
-from vidssl.io import UserError, parquet_metadata, read_parquet
-from vidssl.proposals import propose_shard
-from vidssl.selective_search import selective_search
-from vidssl.tracks import box_iou
-from vidssl.video import resize_max_side
+
+from vidssl.core.io import UserError, parquet_metadata, read_parquet
+from vidssl.tracking.proposals import propose_shard
+from vidssl.tracking.selective_search import selective_search
+from vidssl.tracking.tracks import box_iou
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import resize_max_side
 
 
 def _smooth_texture(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -46,7 +46,7 @@ def test_same_order_twice_in_one_process():
 def test_same_order_in_fresh_processes(tmp_path):
     image = moving_object_frames(n_frames=1)[0][0]
     np.save(tmp_path / "image.npy", image)
-    code = ("import sys, numpy as np; from vidssl.selective_search import selective_search; "
+    code = ("import sys, numpy as np; from vidssl.tracking.selective_search import selective_search; "
             "np.save(sys.argv[2], selective_search(np.load(sys.argv[1])))")
     for name in ("a.npy", "b.npy"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / "image.npy"), str(tmp_path / name)], check=True)
@@ -123,8 +123,8 @@ def container(tmp_path_factory):
 
 
 def test_worker_module_imports_only_opencv_and_numpy():
-    """Each spawned proposals worker imports vidssl.selective_search; pandas/pyarrow/h5py would cost ~0.3 s a worker."""
-    code = "import sys, vidssl.selective_search; print(sorted({'pandas', 'pyarrow', 'h5py', 'torch'} & set(sys.modules)))"
+    """Each spawned proposals worker imports vidssl.tracking.selective_search; pandas/pyarrow/h5py would cost ~0.3 s a worker."""
+    code = "import sys, vidssl.tracking.selective_search; print(sorted({'pandas', 'pyarrow', 'h5py', 'torch'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, SNAKEMAKE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

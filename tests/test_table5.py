@@ -7,9 +7,15 @@ import math
 import pandas as pd
 import pytest
 
-from vidssl.errors import UserError
-from vidssl.table5 import build_table, write_table
-from vidssl.table5_intervals import CI_COLUMNS, annotated_table, legend, mean_over_seeds, stack_counts
+from vidssl.core.errors import UserError
+from vidssl.evaluation.table5 import build_table, write_table
+from vidssl.evaluation.table5_intervals import (
+    CI_COLUMNS,
+    annotated_table,
+    legend,
+    mean_over_seeds,
+    stack_counts,
+)
 
 
 def probe_frame(accuracies: dict[str, float]) -> pd.DataFrame:

@@ -9,15 +9,22 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import write_mp4
-from vidssl import video
-from vidssl.chunk_store import ChunkStore
-from vidssl.figures import contact_sheet
-from vidssl.io import parquet_metadata, read_parquet
-from vidssl.proposals import propose_shard
-from vidssl.selective_search import selective_search
-from vidssl.tracks import box_iou, link_chunk, masked_median, propagate, track_shard
+
+from vidssl.core.io import parquet_metadata, read_parquet
+from vidssl.report.figures import contact_sheet
+from vidssl.tracking.proposals import propose_shard
+from vidssl.tracking.selective_search import selective_search
+from vidssl.tracking.tracks import (
+    box_iou,
+    link_chunk,
+    masked_median,
+    propagate,
+    track_shard,
+)
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import extract_chunks
+from vidssl.video.manifest import build_manifest, chunk_starts, list_videos
 
 BOXES = ["x1", "y1", "x2", "y2"]
 
@@ -51,9 +58,9 @@ def make_container(tmp_path: Path, videos: dict[str, list[np.ndarray]], length: 
     root.mkdir(exist_ok=True)
     for name, frames in videos.items():
         write_mp4(root / f"{name}.mp4", frames)
-    manifest = video.build_manifest(video.list_videos("folder", str(root)), shards=1, chunk_len=length)
+    manifest = build_manifest(list_videos("folder", str(root)), shards=1, chunk_len=length)
     out = str(tmp_path / "chunks.h5")
-    video.extract_chunks(manifest, out, shard=0, per_video=1, length=length, max_side=max_side, jpeg_quality=90)
+    extract_chunks(manifest, out, shard=0, per_video=1, length=length, max_side=max_side, jpeg_quality=90)
     return out
 
 
@@ -86,10 +93,10 @@ def small_object_container(tmp_path: Path) -> tuple[str, np.ndarray, list[int]]:
     root = tmp_path / "videos"
     root.mkdir()
     write_mp4(root / "small.mp4", frames)
-    manifest = video.build_manifest(video.list_videos("folder", str(root)), shards=1, chunk_len=60)
+    manifest = build_manifest(list_videos("folder", str(root)), shards=1, chunk_len=60)
     chunks = str(tmp_path / "chunks.h5")
-    video.extract_chunks(manifest, chunks, shard=0, per_video=4, length=60, max_side=128, jpeg_quality=90)
-    return chunks, truth * 128 / frames[0].shape[1], video.chunk_starts(len(frames), 4, 60)
+    extract_chunks(manifest, chunks, shard=0, per_video=4, length=60, max_side=128, jpeg_quality=90)
+    return chunks, truth * 128 / frames[0].shape[1], chunk_starts(len(frames), 4, 60)
 
 
 def chunk_coverage(tracks, truth: np.ndarray, start: int, length: int = 60) -> float:

@@ -14,22 +14,35 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from torchvision.transforms.v2 import functional as TF
 
-from conftest import ROOT
-from vidssl import config as vidssl_config
-from vidssl import video
-from vidssl.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, crop_window
-from vidssl.backbone import load_backbone
-from vidssl.chunk_store import ChunkStore
+from vidssl.core import config as vidssl_config
+from vidssl.core.io import UserError, write_parquet
 from vidssl.datasets import sources
 from vidssl.datasets.readers import build_index
-from vidssl.figures import plot_training
-from vidssl.io import UserError, write_parquet
-from vidssl.methods import METHODS, get as get_method
-from vidssl.knn_monitor import KnnMonitor
-from vidssl.samples import TrainingSamples, list_labelled, read_tracks, step_batches
-from vidssl.train import set_up, train
+from vidssl.models.backbone import load_backbone
+from vidssl.report.figures import plot_training
+from vidssl.training.augment import (
+    JITTER_OPS,
+    MIN_BOX,
+    MocoV2Augment,
+    adjust,
+    crop_window,
+)
+from vidssl.training.knn_monitor import KnnMonitor
+from vidssl.training.methods import METHODS
+from vidssl.training.methods import get as get_method
+from vidssl.training.samples import (
+    TrainingSamples,
+    list_labelled,
+    read_tracks,
+    step_batches,
+)
+from vidssl.training.train import set_up, train
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import extract_chunks
+from vidssl.video.manifest import build_manifest, list_videos
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 
@@ -60,8 +73,8 @@ def data(tmp_path_factory):
     (root / "videos").mkdir()
     for i in range(2):
         write_video(root / "videos" / f"v{i}.mp4", i)
-    manifest = video.build_manifest(video.list_videos("folder", str(root / "videos")), shards=1, chunk_len=LENGTH)
-    video.extract_chunks(manifest, str(root / "chunks.h5"), shard=0, per_video=1, length=LENGTH, max_side=64,
+    manifest = build_manifest(list_videos("folder", str(root / "videos")), shards=1, chunk_len=LENGTH)
+    extract_chunks(manifest, str(root / "chunks.h5"), shard=0, per_video=1, length=LENGTH, max_side=64,
                          jpeg_quality=90)
     pairs = pd.DataFrame([(v, 0, a, a + 4) for v in ("v0", "v1") for a in range(0, 8, 2)],
                          columns=["video", "chunk", "frame_a", "frame_b"])
@@ -122,7 +135,7 @@ def test_changed_config_starts_over_naming_the_key(data, tmp_path, caplog):
     cfg["train"].update(steps=2, knn_every=0)
     run("moco", data, tmp_path / "moco", cfg=cfg, stop_at=1)
     cfg["train"]["lr"] = 0.03
-    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+    with caplog.at_level(logging.WARNING, logger="vidssl.training.train"):
         assert run("moco", data, tmp_path / "moco", cfg=cfg)["resumed_from"] == 0
     assert "train.lr 0.06 -> 0.03" in caplog.text
 
@@ -148,7 +161,7 @@ def test_a_resume_copy_made_from_other_inputs_is_ignored_naming_them(data, tmp_p
     pairs, before = pd.read_parquet(inputs / "pairs.parquet"), (inputs / "pairs.parquet").stat()
     write_parquet(pairs.assign(frame_b=pairs.frame_a + 2), inputs / "pairs.parquet", sort_by=["video", "chunk", "frame_a"])
     os.utime(inputs / "pairs.parquet", ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p or rsync -a leave it
-    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+    with caplog.at_level(logging.WARNING, logger="vidssl.training.train"):
         other = run_on(inputs, data, tmp_path / "fti", cfg)
     assert other["resumed_from"] == 0 and other["steps"] == 3 and other["loss"] != unchanged["loss"]
     assert re.search(rf"frame_pairs {inputs / 'pairs.parquet'} changed \((size, )?metadata\)", caplog.text)
@@ -156,7 +169,7 @@ def test_a_resume_copy_made_from_other_inputs_is_ignored_naming_them(data, tmp_p
     caplog.clear()
     assert run_on(inputs, data, tmp_path / "sup", cfg, stop_at=1)["steps"] == 1
     cv2.imwrite(str(inputs / "labelled" / "class0" / "new.jpg"), np.zeros((40, 40, 3), np.uint8))
-    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+    with caplog.at_level(logging.WARNING, logger="vidssl.training.train"):
         assert run_on(inputs, data, tmp_path / "sup", cfg)["resumed_from"] == 0
     assert f"labelled {inputs / 'labelled'} changed (images, names, folder_mtimes)" in caplog.text
 
@@ -330,5 +343,5 @@ def test_the_schema_lists_the_registered_methods():
 
 def test_the_method_specs_and_the_training_plot_load_without_torch():
     """Snakemake reads the specs to build the DAG, and the training_plot rule only draws a CSV."""
-    code = "import sys, vidssl.figures, vidssl.methods; sys.exit('torch' in sys.modules)"
+    code = "import sys, vidssl.report.figures, vidssl.training.methods; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

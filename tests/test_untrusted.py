@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from test_train import CFG, data, run  # noqa: F401  (data: the tiny chunk/pairs fixture, reused)
-from vidssl import config as vidssl_config
-from vidssl.backbone import import_pretrained
-from vidssl.features import extract
-from vidssl.io import UserError
+
+from vidssl.core import config as vidssl_config
+from vidssl.core.io import UserError
+from vidssl.evaluation.features import extract
+from vidssl.models.backbone import import_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_SOURCES = sorted([*(ROOT / "src").rglob("*.py"), *(ROOT / "workflow" / "scripts").rglob("*.py")])
@@ -107,7 +107,7 @@ def test_malicious_resume_copy_is_ignored_and_never_runs(data, tmp_path, caplog)
         out = tmp_path / payload.stem / "moco"
         out.mkdir(parents=True)
         (out / "resume.pt").write_bytes(payload.read_bytes())
-        with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+        with caplog.at_level(logging.WARNING, logger="vidssl.training.train"):
             summary = run("moco", data, out, cfg=cfg)
         assert summary["resumed_from"] == 0 and summary["steps"] == 1
         assert "ignoring unreadable resume copy" in caplog.text

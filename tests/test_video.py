@@ -9,11 +9,18 @@ import tracemalloc
 import cv2
 import numpy as np
 import pytest
-
 from conftest import moving_square_frames, write_jpeg_folder, write_mp4
-from vidssl import video
-from vidssl.chunk_store import ChunkStore
-from vidssl.errors import UserError
+
+from vidssl.core.errors import UserError
+from vidssl.video.chunk_store import ChunkStore
+from vidssl.video.chunks import extract_chunks
+from vidssl.video.manifest import (
+    build_manifest,
+    chunk_starts,
+    list_videos,
+    shard_of,
+    write_manifest,
+)
 
 
 @pytest.mark.parametrize(
@@ -31,26 +38,26 @@ from vidssl.errors import UserError
     ],
 )
 def test_chunk_starts(n_frames, expected):
-    starts = video.chunk_starts(n_frames, 4, 60)
+    starts = chunk_starts(n_frames, 4, 60)
     assert starts == expected
     assert all(b - a >= 60 for a, b in zip(starts, starts[1:])), "chunks overlap"
     assert all(s + 60 <= n_frames for s in starts)
 
 
 def test_chunk_starts_other_sizes():
-    assert video.chunk_starts(100, n_chunks=2, chunk_len=30) == [0, 70]
-    assert video.chunk_starts(100, n_chunks=1, chunk_len=30) == [0]
-    assert video.chunk_starts(29, n_chunks=3, chunk_len=30) == []
+    assert chunk_starts(100, n_chunks=2, chunk_len=30) == [0, 70]
+    assert chunk_starts(100, n_chunks=1, chunk_len=30) == [0]
+    assert chunk_starts(29, n_chunks=3, chunk_len=30) == []
 
 
 def test_shard_is_stable_and_spread():
-    assert video.shard_of("TRAIN_0/abc", 7) == video.shard_of("TRAIN_0/abc", 7)
-    shards = {video.shard_of(f"v{i}", 4) for i in range(100)}
+    assert shard_of("TRAIN_0/abc", 7) == shard_of("TRAIN_0/abc", 7)
+    shards = {shard_of(f"v{i}", 4) for i in range(100)}
     assert shards == {0, 1, 2, 3}
 
 
 def _manifest(root, **kw):
-    return video.build_manifest(video.list_videos("folder", str(root)), shards=kw.get("shards", 1), chunk_len=60)
+    return build_manifest(list_videos("folder", str(root)), shards=kw.get("shards", 1), chunk_len=60)
 
 
 def test_folder_source_reads_mp4_and_jpeg_folders(video_folder):
@@ -64,7 +71,7 @@ def test_folder_source_reads_mp4_and_jpeg_folders(video_folder):
 def test_chunks_roundtrip(video_folder, tmp_path):
     manifest = _manifest(video_folder)
     out = tmp_path / "chunks.h5"
-    summary = video.extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=95)
+    summary = extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=95)
     store = ChunkStore(out)
     chunks = store.chunks()
     # long: 130 // 60 = 2 chunks, exact: 1, jpegs: 1
@@ -94,7 +101,7 @@ def test_bad_videos_are_skipped_with_reasons(video_folder, tmp_path):
     assert reasons["gray"] == "" and reasons["gappy"] == ""
     assert "gap" in manifest.set_index("video").note["gappy"]
     out = tmp_path / "chunks.h5"
-    summary = video.extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
+    summary = extract_chunks(manifest, out, shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
     store = ChunkStore(out)
     kept = set(store.chunks().video)
     assert {"long", "exact", "jpegs", "gray", "gappy"} <= kept
@@ -109,7 +116,7 @@ def test_unreadable_frame_in_the_middle_skips_its_chunk(tmp_path):
     folder = write_jpeg_folder(root / "holey", moving_square_frames(130))
     (folder / "100.jpg").write_bytes(b"not a jpeg")
     manifest = _manifest(root)
-    summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
+    summary = extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=4, length=60, max_side=32, jpeg_quality=90)
     assert ChunkStore(tmp_path / "c.h5").chunks().chunk.tolist() == [0]
     assert any("unreadable frame 100" in item["reason"] for item in summary["skipped"])
 
@@ -120,18 +127,18 @@ def test_trackingnet_layout(tmp_path):
             write_jpeg_folder(tmp_path / split / "frames" / name, moving_square_frames(61))
             (tmp_path / split / "anno").mkdir(parents=True, exist_ok=True)
             (tmp_path / split / "anno" / f"{name}.txt").write_text("1,2,3,4\n" * 61)
-    entries = video.list_videos("trackingnet", str(tmp_path), splits=["TRAIN_0", "TRAIN_1"])
+    entries = list_videos("trackingnet", str(tmp_path), splits=["TRAIN_0", "TRAIN_1"])
     assert [e.video for e in entries] == ["TRAIN_0/a", "TRAIN_0/b", "TRAIN_1/c"]
     assert all(e.frames == 61 and e.width == 64 for e in entries)
     with pytest.raises(UserError, match="TRAIN_5"):
-        video.list_videos("trackingnet", str(tmp_path), splits=["TRAIN_5"])
+        list_videos("trackingnet", str(tmp_path), splits=["TRAIN_5"])
 
 
 def test_missing_and_empty_sources_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="is not a folder"):
-        video.list_videos("folder", str(tmp_path / "nope"))
+        list_videos("folder", str(tmp_path / "nope"))
     with pytest.raises(UserError, match="holds no videos"):
-        video.list_videos("folder", str(tmp_path))
+        list_videos("folder", str(tmp_path))
 
 
 def write_mkv(path, frames, duration_scale: float | None = 1.0):
@@ -182,9 +189,9 @@ def test_a_wrong_frame_count_is_read_to_the_real_end(tmp_path, scale, reported):
     claimed = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     capture.release()
     assert (claimed == reported) if reported else claimed <= 0, f"the container reports {claimed}"
-    manifest = video.build_manifest(video.list_videos("folder", str(tmp_path / "v")), shards=1, chunk_len=30)
+    manifest = build_manifest(list_videos("folder", str(tmp_path / "v")), shards=1, chunk_len=30)
     assert manifest.skip_reason.tolist() == [""]
-    summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=2, length=30, max_side=64,
+    summary = extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=2, length=30, max_side=64,
                                    jpeg_quality=95)
     store = ChunkStore(tmp_path / "c.h5")
     assert summary["skipped"] == [] and store.chunks().chunk.tolist() == [0, 1]
@@ -203,7 +210,7 @@ def test_frames_of_another_size_are_stored_at_the_video_size_or_skip_their_chunk
     assert cv2.imread(str(rotated / "30.jpg")).shape == (64, 48, 3), "OpenCV applies the EXIF orientation"
     turned = write_jpeg_folder(root / "turned", frames)
     cv2.imwrite(str(turned / "100.jpg"), cv2.rotate(frames[100], cv2.ROTATE_90_CLOCKWISE))
-    summary = video.extract_chunks(_manifest(root), tmp_path / "c.h5", shard=0, per_video=2, length=60, max_side=32,
+    summary = extract_chunks(_manifest(root), tmp_path / "c.h5", shard=0, per_video=2, length=60, max_side=32,
                                    jpeg_quality=95)
     store = ChunkStore(tmp_path / "c.h5")
     assert store.chunks()[["video", "chunk"]].values.tolist() == [["resized", 0], ["resized", 1], ["rotated", 1],
@@ -220,12 +227,12 @@ def test_a_4k_video_is_never_held_at_source_size(tmp_path):
     base = cv2.resize(np.random.default_rng(0).integers(0, 255, (9, 16, 3), np.uint8), (3840, 2160))
     (tmp_path / "v").mkdir()
     write_mp4(tmp_path / "v" / "uhd.mp4", [np.roll(base, 40 * t, axis=1) for t in range(8)])
-    manifest = video.build_manifest(video.list_videos("folder", str(tmp_path / "v")), shards=1, chunk_len=8)
+    manifest = build_manifest(list_videos("folder", str(tmp_path / "v")), shards=1, chunk_len=8)
     assert (manifest.width[0], manifest.height[0], manifest.frames[0]) == (3840, 2160, 8)
     source_frame = 3840 * 2160 * 3
     tracemalloc.start()
     try:
-        summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=8, max_side=64,
+        summary = extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=8, max_side=64,
                                        jpeg_quality=90)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -256,7 +263,7 @@ def test_inputs_that_would_share_an_id_are_kept_apart(tmp_path):
     ids = dict(zip(manifest.path.map(lambda p: os.path.basename(p)), manifest.video))
     assert ids == {"clip.mp4": "clip.mp4", "clip.avi": "clip.avi", "clip": "clip", "clip.avi.mkv": "clip.avi.mkv",
                    "-dash v2.mp4": "-dash v2", "a.b.c.mp4": "a.b.c"}
-    video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64, jpeg_quality=95)
+    extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64, jpeg_quality=95)
     store = ChunkStore(tmp_path / "c.h5")
     assert sorted(store.chunks().video) == sorted(ids.values())
     firsts = {seed: moving_square_frames(60, seed=seed)[0] for seed in sources.values()}
@@ -272,19 +279,19 @@ def test_names_that_are_not_utf8_are_recorded_and_the_rest_read(tmp_path):
     shutil.copy(root / "fine.mp4", bytes_name(root, b"caf\xe9.mp4"))  # Latin-1 bytes
     write_jpeg_folder(root / "frames_tmp", moving_square_frames(60, seed=2)).rename(bytes_name(root, b"\xff\xfeframes"))
     manifest = _manifest(root)
-    video.write_manifest(manifest, tmp_path / "manifest.parquet")
+    write_manifest(manifest, tmp_path / "manifest.parquet")
     reasons = manifest.set_index("video").skip_reason
     assert reasons["good"] == reasons["fine"] == "" and manifest.set_index("video").frames["good"] == 60
     assert reasons[r"caf\xe9"].startswith("name is not valid UTF-8") and r"caf\xe9.mp4" in reasons[r"caf\xe9"]
     assert reasons[r"\xff\xfeframes"].startswith("name is not valid UTF-8")
-    summary = video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64,
+    summary = extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64,
                                    jpeg_quality=95)
     assert sorted(ChunkStore(tmp_path / "c.h5").chunks().video) == ["fine", "good"]
     assert {item["video"] for item in summary["skipped"]} == {r"caf\xe9", r"\xff\xfeframes"}
     split = tmp_path / "tn" / "TRAIN_0" / "frames"
     write_jpeg_folder(split / "ok", moving_square_frames(60))
     shutil.copytree(split / "ok", bytes_name(split, b"n\xf6"))
-    entries = video.list_videos("trackingnet", str(tmp_path / "tn"), splits=["TRAIN_0"])
+    entries = list_videos("trackingnet", str(tmp_path / "tn"), splits=["TRAIN_0"])
     assert [e.video for e in entries] == ["TRAIN_0/n\\xf6", "TRAIN_0/ok"] and entries[1].skip_reason == ""
     assert entries[0].skip_reason.startswith("name is not valid UTF-8") and "frames/n\\xf6" in entries[0].skip_reason
 
@@ -299,7 +306,7 @@ def test_frame_numbers_are_ascii_digits(tmp_path):
         (folder / "w.jpg").rename(folder / f"{name}.jpg")
     manifest = _manifest(tmp_path / "v")
     assert manifest.frames.tolist() == [70] and manifest.note.tolist() == [""]
-    video.extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64, jpeg_quality=95)
+    extract_chunks(manifest, tmp_path / "c.h5", shard=0, per_video=1, length=60, max_side=64, jpeg_quality=95)
     store = ChunkStore(tmp_path / "c.h5")
     white = {"white": np.full((48, 64, 3), 255, np.uint8)}
     assert all(closest(store, "digits", 0, i, {i: frames[i], **white}, (64, 48)) == i for i in range(60))

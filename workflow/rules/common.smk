@@ -1,14 +1,14 @@
-# Config validation (schema, then vidssl.config's checks), the names the DAG is built from, the input functions every
+# Config validation (schema, then vidssl.core.config's checks), the names the DAG is built from, the input functions every
 # stage shares and the default targets.
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from vidssl import config as vidssl_config
-from vidssl import methods as vidssl_methods
-from vidssl.integrity import find_broken, stale_temps
-from vidssl.errors import UserError
+from vidssl.core import config as vidssl_config
+from vidssl.training import methods as vidssl_methods
+from vidssl.core.integrity import find_broken, stale_temps
+from vidssl.core.errors import UserError
 
 
 def _fail(message):
@@ -28,7 +28,7 @@ except UserError as error:
 def clean_start(rules):
     """Remove what would mislead this run, touching only files the pipeline itself writes: an output of `rules` cut
     short outside our atomic writes (a copy, disk corruption), which would look up to date, so that it is rebuilt;
-    and the temp file of a job killed mid-write whose writer is certainly gone (vidssl.integrity.stale_temps). Only the
+    and the temp file of a job killed mid-write whose writer is certainly gone (vidssl.core.integrity.stale_temps). Only the
     main process cleans (cluster jobs re-read this file), and a dry run changes nothing. Called once every rule exists.
     """
     if not workflow.is_main_process:
@@ -103,7 +103,7 @@ def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
 
 
-# Where the workflow puts each file set a training method can read (the keys of vidssl.methods.INPUTS).
+# Where the workflow puts each file set a training method can read (the keys of vidssl.training.methods.INPUTS).
 TRAIN_INPUT_FILES = {
     "chunks": "results/chunks/{shard}.h5",
     "frame_pairs": "results/pairs/{shard}.frames.parquet",
@@ -112,7 +112,7 @@ TRAIN_INPUT_FILES = {
 
 
 def train_input(method):
-    """The files a training method reads, as its spec in vidssl.methods names them, and the labelled set."""
+    """The files a training method reads, as its spec in vidssl.training.methods names them, and the labelled set."""
     reads = vidssl_methods.METHODS[method].inputs
     return {key: shard_files(TRAIN_INPUT_FILES[key]) for key in reads} | {"labelled": labelled_input()}
 

@@ -1,6 +1,6 @@
 # proposals (selective search) -> tracks (optical-flow linking) -> frame pairs and tracked-patch pairs.
 
-from vidssl.pairs import keyframes as chunk_keyframes
+from vidssl.tracking.pairs import keyframes as chunk_keyframes
 
 
 rule proposals:

@@ -1,6 +1,6 @@
 """Snakemake adapter: a backbone that is not trained here (seeded random init, or an imported checkpoint)."""
-from vidssl import backbone
-from vidssl.cli import run_stage
+from vidssl.core.cli import run_stage
+from vidssl.models import backbone
 
 p = snakemake.params
 if snakemake.rule == "random_init":

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from vidssl.classification import stack_methods
-from vidssl.cli import run_stage
-from vidssl.io import write_csv
+from vidssl.core.cli import run_stage
+from vidssl.core.io import write_csv
+from vidssl.evaluation.classification import stack_methods
 
 run_stage(snakemake, lambda log: write_csv(
     stack_methods({Path(path).stem: pd.read_csv(path) for path in snakemake.input}), snakemake.output[0],

@@ -1,9 +1,9 @@
 """Snakemake adapter: features of every evaluation dataset (or of the part crops) under one method's backbone."""
 from pathlib import Path
 
-from vidssl import features
-from vidssl.cli import paths, run_stage
-from vidssl.devices import claim_gpus
+from vidssl.core.cli import paths, run_stage
+from vidssl.core.devices import claim_gpus
+from vidssl.evaluation import features
 
 p = snakemake.params
 jobs = [(Path(out).stem, path, out) for path, out in zip(paths(snakemake.input.images), snakemake.output)]

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from vidssl import summary
-from vidssl.cli import run_stage
+from vidssl.core.cli import run_stage
+from vidssl.core.io import write_csv
 from vidssl.datasets.sources import INVARIANCE_TITLES
-from vidssl.io import write_csv
+from vidssl.evaluation import summary
 
 
 def stage(log):

@@ -1,6 +1,6 @@
 """Snakemake adapter: frame pairs of a shard (rule frame_pairs) or the tracks visible in both frames (track_pairs)."""
-from vidssl import pairs
-from vidssl.cli import run_stage
+from vidssl.core.cli import run_stage
+from vidssl.tracking import pairs
 
 if snakemake.rule == "frame_pairs":
     p = snakemake.params.pairs

@@ -1,6 +1,6 @@
 """Snakemake adapter: object crops and part maps of the part-segmentation set."""
-from vidssl import partseg_crops
-from vidssl.cli import run_stage
+from vidssl.core.cli import run_stage
+from vidssl.evaluation import partseg_crops
 
 p, c = snakemake.params, snakemake.params.crops
 

@@ -1,7 +1,7 @@
 """Snakemake adapter: the part-segmentation probe of one method and probe seed, per object class and test image."""
-from vidssl import partseg_probe
-from vidssl.cli import run_stage
-from vidssl.io import write_csv, write_parquet
+from vidssl.core.cli import run_stage
+from vidssl.core.io import write_csv, write_parquet
+from vidssl.evaluation import partseg_probe
 
 p = snakemake.params
 

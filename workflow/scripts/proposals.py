@@ -1,6 +1,6 @@
 """Snakemake adapter: selective-search proposals on the keyframes of one shard."""
-from vidssl import proposals
-from vidssl.cli import run_stage
+from vidssl.core.cli import run_stage
+from vidssl.tracking import proposals
 
 p = snakemake.params.proposals
 run_stage(snakemake, lambda log: proposals.propose_shard(

@@ -1,8 +1,8 @@
 """Snakemake adapter: write the resolved configuration of the run."""
 import yaml
 
-from vidssl.cli import run_stage
-from vidssl.io import atomic_path
+from vidssl.core.cli import run_stage
+from vidssl.core.io import atomic_path
 
 
 def stage(log):

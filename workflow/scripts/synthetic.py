@@ -1,6 +1,6 @@
 """Snakemake adapter: generate one part of the synthetic world."""
 from vidssl import synthetic
-from vidssl.cli import run_stage
+from vidssl.core.cli import run_stage
 
 part, world, out = snakemake.params.part, snakemake.params.world, snakemake.output[0]
 common = dict(classes=world["classes"], seed=world["seed"], materials=world["materials"])

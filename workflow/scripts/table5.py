@@ -2,9 +2,9 @@
 per method and probe seed."""
 import pandas as pd
 
-from vidssl import table5, table5_intervals
-from vidssl.cli import run_stage
-from vidssl.io import read_parquet, write_csv
+from vidssl.core.cli import run_stage
+from vidssl.core.io import read_parquet, write_csv
+from vidssl.evaluation import table5, table5_intervals
 
 p = snakemake.params
 

@@ -1,6 +1,6 @@
 """Snakemake adapter: link one shard's proposals into tracks."""
-from vidssl import tracks
-from vidssl.cli import run_stage
+from vidssl.core.cli import run_stage
+from vidssl.tracking import tracks
 
 t = snakemake.params.tracks
 run_stage(snakemake, lambda log: tracks.track_shard(

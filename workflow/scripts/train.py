@@ -1,9 +1,9 @@
-"""Snakemake adapter: train one method on the file sets its spec in vidssl.methods reads (under torchrun when
+"""Snakemake adapter: train one method on the file sets its spec in vidssl.training.methods reads (under torchrun when
 train.gpus > 1)."""
 from pathlib import Path
 
-from vidssl import methods, train
-from vidssl.cli import paths, run_stage
+from vidssl.core.cli import paths, run_stage
+from vidssl.training import methods, train
 
 p, inputs = snakemake.params, snakemake.input
 job = dict(

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from vidssl.errors import UserError
-from vidssl.images import IMAGE_SUFFIXES, read_image
-from vidssl.io import read_parquet
+from vidssl.core.errors import UserError
+from vidssl.core.images import IMAGE_SUFFIXES, read_image
+from vidssl.core.io import read_parquet
 
 COLUMNS = ["dataset", "path", "label", "class_name", "set", "x1", "y1", "x2", "y2"]
 WHOLE_IMAGE = {"x1": math.nan, "y1": math.nan, "x2": math.nan, "y2": math.nan}

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vidssl.core.errors import UserError
+from vidssl.core.names import read_lines
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
-from vidssl.errors import UserError
-from vidssl.names import read_lines
 
 DATASET = "got10k_occlusion"
 AUTHORS_SEED = 1992  # the authors' np.random.seed: with it, the frames drawn are theirs

@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidssl.datasets.eval_sets import WHOLE_IMAGE, Skipped, existing_root, image_files, index_frame
-from vidssl.errors import UserError
+from vidssl.core.errors import UserError
+from vidssl.datasets.eval_sets import (
+    WHOLE_IMAGE,
+    Skipped,
+    existing_root,
+    image_files,
+    index_frame,
+)
 
 SPLIT = "split"
 TARGET_PREFIX = "target_"

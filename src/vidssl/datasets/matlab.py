@@ -6,7 +6,7 @@ from pathlib import Path
 
 import scipy.io
 
-from vidssl.errors import UserError
+from vidssl.core.errors import UserError
 
 V73_ADVICE = "MATLAB v7.3 (HDF5) file, which scipy cannot read; save it again in MATLAB with '-v7'"
 

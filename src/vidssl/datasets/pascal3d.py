@@ -15,10 +15,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from vidssl.core.errors import UserError
+from vidssl.core.names import is_number, read_lines
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
 from vidssl.datasets.matlab import load_mat
-from vidssl.errors import UserError
-from vidssl.names import is_number, read_lines
 
 AZIMUTH_BINS = 6
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from vidssl.core.errors import UserError
+from vidssl.core.io import atomic_path
 from vidssl.datasets.matlab import load_mat
-from vidssl.errors import UserError
-from vidssl.io import atomic_path
 
 _INDEX_SUFFIX = re.compile(r"_\d+$")
 

@@ -5,13 +5,13 @@ import logging
 
 import pandas as pd
 
+from vidssl.core.io import write_parquet
+from vidssl.core.names import not_utf8, shown
 from vidssl.datasets.aloi import aloi_index
 from vidssl.datasets.eval_sets import Skipped, synthetic_index
 from vidssl.datasets.got10k import got10k_index
 from vidssl.datasets.labelled import imagefolder_index, split_index, voc07_index
 from vidssl.datasets.pascal3d import pascal3d_index
-from vidssl.io import write_parquet
-from vidssl.names import not_utf8, shown
 
 READERS = {
     "synthetic": synthetic_index,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from vidssl.errors import UserError
+from vidssl.core.errors import UserError
 
 # The invariance each dataset measures, in the order of the invariance table's columns.
 INVARIANCE_TITLES = {

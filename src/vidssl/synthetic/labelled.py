@@ -7,9 +7,18 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from vidssl.errors import UserError
-from vidssl.synthetic.render import (LABELLED_STREAM, Material, ObjectLayer, class_materials, item_rng, make_background,
-                                    render_object, single_object_scene, write_jpeg)
+from vidssl.core.errors import UserError
+from vidssl.synthetic.render import (
+    LABELLED_STREAM,
+    Material,
+    ObjectLayer,
+    class_materials,
+    item_rng,
+    make_background,
+    render_object,
+    single_object_scene,
+    write_jpeg,
+)
 from vidssl.synthetic.templates import CLASSES, check_classes
 
 

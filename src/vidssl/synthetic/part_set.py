@@ -7,10 +7,18 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from vidssl.core.errors import UserError
 from vidssl.datasets.pascal_part import PascalObject, write_annotation
-from vidssl.errors import UserError
-from vidssl.synthetic.render import (PARTSEG_STREAM, ObjectLayer, class_materials, item_rng, make_background, paste,
-                                    render_object, write_jpeg)
+from vidssl.synthetic.render import (
+    PARTSEG_STREAM,
+    ObjectLayer,
+    class_materials,
+    item_rng,
+    make_background,
+    paste,
+    render_object,
+    write_jpeg,
+)
 from vidssl.synthetic.templates import PARTLESS, check_classes
 
 VOC_CLASSES = (

@@ -13,8 +13,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from vidssl.errors import UserError
-from vidssl.io import atomic_path
+from vidssl.core.errors import UserError
+from vidssl.core.io import atomic_path
 from vidssl.synthetic.templates import CLASSES, TEMPLATES, Stroke, part_names
 
 # Seed-stream tags: one per kind of generated item, so streams never collide.

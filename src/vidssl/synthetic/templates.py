@@ -9,7 +9,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from vidssl.errors import UserError
+from vidssl.core.errors import UserError
 
 
 class Stroke(NamedTuple):

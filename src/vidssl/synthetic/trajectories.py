@@ -10,10 +10,22 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vidssl.errors import UserError
-from vidssl.io import write_parquet
-from vidssl.synthetic.render import (TRAJECTORY_STREAM, Material, ObjectLayer, class_materials, draw_instance, hsv_bgr,
-                                    item_rng, lit, make_background, sample_instance, single_object_scene, write_jpeg)
+from vidssl.core.errors import UserError
+from vidssl.core.io import write_parquet
+from vidssl.synthetic.render import (
+    TRAJECTORY_STREAM,
+    Material,
+    ObjectLayer,
+    class_materials,
+    draw_instance,
+    hsv_bgr,
+    item_rng,
+    lit,
+    make_background,
+    sample_instance,
+    single_object_scene,
+    write_jpeg,
+)
 from vidssl.synthetic.templates import CLASSES, check_classes
 
 TRAJECTORY_DATASETS = ("viewpoint", "illumination", "occlusion", "instance")

@@ -10,10 +10,20 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vidssl.errors import UserError
-from vidssl.io import atomic_path, write_parquet
-from vidssl.synthetic.render import (VIDEO_STREAM, class_materials, draw_instance, hsv_bgr, item_rng, lit,
-                                     make_background, make_leaves_background, paste, sample_instance)
+from vidssl.core.errors import UserError
+from vidssl.core.io import atomic_path, write_parquet
+from vidssl.synthetic.render import (
+    VIDEO_STREAM,
+    class_materials,
+    draw_instance,
+    hsv_bgr,
+    item_rng,
+    lit,
+    make_background,
+    make_leaves_background,
+    paste,
+    sample_instance,
+)
 from vidssl.synthetic.templates import check_classes
 
 

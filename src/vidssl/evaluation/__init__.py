@@ -1,0 +1,1 @@
+"""Frozen features and what is measured on them: invariance, classification, the part probe, Table 5 and its intervals."""

@@ -1,0 +1,1 @@
+"""Figures for the report: track contact sheets and training curves."""

@@ -1,0 +1,1 @@
+"""Selective-search proposals, unsupervised tracks, and the frame and track pairs training reads."""

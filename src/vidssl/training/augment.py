@@ -1,0 +1,135 @@
+"""MoCo v2 augmentations on OpenCV BGR uint8 images, with the tracked box carried through the geometric part.
+
+Order as in MoCo v2: RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, RandomGrayscale 0.2,
+GaussianBlur (sigma 0.1-2) p 0.5, horizontal flip, ImageNet normalisation. The flip is applied right after the crop
+(it commutes with the photometric steps) so that crop, resize and flip move the box together. A box is clipped to the
+crop; when less than `MIN_BOX` pixels of it remain on a side, it is replaced by the whole crop (the patch pair then
+falls back to a frame pair) and the sample reports `box_kept = False`.
+
+The steps follow torchvision's definitions (crop sampling, jitter factors and their random order, luma weights) but
+run as OpenCV/NumPy calls on the small training images: on them torchvision.transforms.v2 spends most of its time in
+per-call overhead, which on a CPU-only machine the data workers take away from the model. All randomness
+comes from the NumPy generator passed in, so a sample's augmentation is a function of that generator's seed.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+
+from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD
+
+MEAN, STD = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
+MIN_BOX = 2.0
+JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+
+
+def crop_window(height: int, width: int, rng: np.random.Generator, scale=(0.2, 1.0),
+                ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, h, w) as torchvision's RandomResizedCrop.get_params: ten tries at a random area and aspect ratio,
+    then the largest centred crop with the ratio clamped."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top, left = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        h, w = height, round(height * ratio[1])
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def rgb_float(bgr: np.ndarray) -> np.ndarray:
+    """An OpenCV BGR uint8 image as float32 RGB in [0, 1]."""
+    return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+def normalised_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """Float RGB H x W x 3 in [0, 1] -> ImageNet-normalised 3 x H x W tensor."""
+    return torch.from_numpy(((rgb - MEAN) / STD).transpose(2, 0, 1).copy())
+
+
+def grayscale(rgb: np.ndarray) -> np.ndarray:
+    return (rgb @ LUMA)[..., None]
+
+
+def adjust(rgb: np.ndarray, op: str, factor: float) -> np.ndarray:
+    """One ColorJitter step on a float RGB image in [0, 1], as torchvision.transforms.v2.functional.adjust_{op}."""
+    if op == "brightness":
+        rgb = rgb * factor
+    elif op == "contrast":
+        rgb = factor * rgb + (1 - factor) * float(grayscale(rgb).mean())
+    elif op == "saturation":
+        rgb = factor * rgb + (1 - factor) * grayscale(rgb)
+    else:
+        hsv = cv2.cvtColor(np.ascontiguousarray(rgb, np.float32), cv2.COLOR_RGB2HSV)  # float: hue in degrees
+        hsv[..., 0] = (hsv[..., 0] + 360 * factor) % 360
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(rgb, 0, 1)
+
+
+def color_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.4, hue: float = 0.1) -> np.ndarray:
+    """ColorJitter(strength, strength, strength, hue): the four adjustments with random factors in a random order."""
+    factors = {op: rng.uniform(max(0.0, 1 - strength), 1 + strength) for op in JITTER_OPS[:3]}
+    factors["hue"] = rng.uniform(-hue, hue)
+    for index in rng.permutation(4):
+        op = JITTER_OPS[index]
+        rgb = adjust(rgb, op, factors[op])
+    return rgb
+
+
+class MocoV2Augment:
+    """Callable (BGR uint8 image, box x1 y1 x2 y2 or None, rng) -> (normalised float CHW tensor, box in output pixels,
+    box_kept)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.blur_kernel = 2 * round(0.05 * size) + 1  # about a tenth of the side, odd
+
+    def geometric(self, image: np.ndarray, box, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Random resized crop, then horizontal flip; the box (default: the whole image) moves with them."""
+        height, width = image.shape[:2]
+        box = np.array([0, 0, width, height] if box is None else box, np.float32)
+        top, left, h, w = crop_window(height, width, rng)
+        shrinking = h > self.size or w > self.size
+        out = cv2.resize(image[top:top + h, left:left + w], (self.size, self.size),
+                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        box = (box - np.array([left, top] * 2, np.float32)) * np.array([self.size / w, self.size / h] * 2, np.float32)
+        if rng.random() < 0.5:
+            out = out[:, ::-1]
+            box = np.array([self.size - box[2], box[1], self.size - box[0], box[3]], np.float32)
+        return out, box.clip(0, self.size)
+
+    def photometric(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        rgb = rgb_float(image)
+        if rng.random() < 0.8:
+            rgb = color_jitter(rgb, rng)
+        if rng.random() < 0.2:
+            rgb = np.repeat(grayscale(rgb), 3, axis=2)
+        if rng.random() < 0.5:
+            rgb = cv2.GaussianBlur(rgb, (self.blur_kernel, self.blur_kernel), rng.uniform(0.1, 2.0),
+                                   borderType=cv2.BORDER_REFLECT_101)
+        return normalised_tensor(rgb)
+
+    def __call__(self, image: np.ndarray, box, rng: np.random.Generator):
+        image, out = self.geometric(image, box, rng)
+        kept = bool(out[2] - out[0] >= MIN_BOX and out[3] - out[1] >= MIN_BOX)
+        if not kept:
+            out = np.array([0.0, 0.0, self.size, self.size], np.float32)
+        return self.photometric(image, rng), torch.from_numpy(out), kept
+
+
+def eval_transform(bgr: np.ndarray, size: int) -> torch.Tensor:
+    """Resize to size x size and normalise: the kNN monitor's view of a labelled image."""
+    return normalised_tensor(rgb_float(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)))

@@ -1,0 +1,124 @@
+"""Training samples: index i of a run -> one sample of its method (see vidssl.training.methods), and each rank's share of a step.
+
+Sample j of step s is the global index s * batch + j; its content (which frame/pair, which track, the augmentation) is a
+pure function of (seed, index). Runs therefore repeat exactly whatever the number of workers or GPUs, and a resumed
+run sees the same data as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vidssl.core.errors import UserError
+from vidssl.core.images import IMAGE_SUFFIXES, read_image
+from vidssl.core.io import read_parquet
+from vidssl.datasets.labelled import train_split
+from vidssl.training.augment import MocoV2Augment
+from vidssl.training.methods import get as get_method
+from vidssl.video.chunk_store import ChunkStore
+
+
+def list_labelled(root: str | Path, split: dict | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of every image of an ImageFolder root `<class>/<image>`, and the class names; with `split`
+    (test_fraction, seed) only its train split (vidssl.datasets.labelled.train_split)."""
+    if split:
+        return train_split(root, **split)
+    root = Path(root)
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    items = [(str(p), label) for label, name in enumerate(classes)
+             for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not items:
+        raise UserError(f"labelled set {root}: no <class>/<image>.jpg files")
+    return items, classes
+
+
+def read_labelled_image(path: str) -> np.ndarray:
+    image = read_image(path)
+    if image is None:
+        raise UserError(f"{path}: unreadable image")
+    return image
+
+
+def read_tracks(paths: list[str]) -> dict:
+    """(video, chunk, frame_a, frame_b) -> array of [ax1, ay1, ax2, ay2, bx1, by1, bx2, by2] rows."""
+    frame = pd.concat([read_parquet(p) for p in paths], ignore_index=True)
+    columns = ["ax1", "ay1", "ax2", "ay2", "bx1", "by1", "bx2", "by2"]
+    return {(v, int(c), int(a), int(b)): group[columns].to_numpy(np.float32)
+            for (v, c, a, b), group in frame.groupby(["video", "chunk", "frame_a", "frame_b"], sort=False)}
+
+
+def step_batches(start: int, steps: int, batch: int, rank: int, world: int):
+    """Each step's sample indices for this rank: its contiguous slice of the global batch."""
+    per_rank = batch // world
+    return [list(range(s * batch + rank * per_rank, s * batch + (rank + 1) * per_rank)) for s in range(start, steps)]
+
+
+class TrainingSamples(torch.utils.data.Dataset):
+    """Index i -> one training sample; an epoch is a seeded permutation of the method's units (frames, pairs, images)."""
+
+    def __init__(self, method: str, *, stores: list[ChunkStore], frame_pairs: pd.DataFrame | None,
+                 tracks: dict | None, labelled: list[tuple[str, int]] | None, image_size: int, seed: int):
+        self.method = get_method(method)
+        self.stores, self.frame_pairs, self.tracks, self.labelled, self.seed = stores, frame_pairs, tracks, labelled, seed
+        self.augment = MocoV2Augment(image_size)
+        self.units = self.method.units(self)
+        if len(self.units) == 0:
+            raise UserError(f"{method}: no training samples (empty chunks/pairs/labelled set)")
+        self._epoch, self._order = None, None
+
+    @classmethod
+    def from_files(cls, method: str, files: dict[str, list[str]], labelled: list[tuple[str, int]] | None, *,
+                   image_size: int, seed: int) -> TrainingSamples:
+        """The samples of `method` from the file sets it reads (vidssl.training.methods.INPUTS keys); others are not opened."""
+        reads = get_method(method).inputs
+        return cls(method, stores=[ChunkStore(p) for p in files["chunks"]] if "chunks" in reads else [],
+                   frame_pairs=pd.concat([read_parquet(p) for p in files["frame_pairs"]], ignore_index=True)
+                   if "frame_pairs" in reads else None,
+                   tracks=read_tracks(files["track_pairs"]) if "track_pairs" in reads else None,
+                   labelled=labelled, image_size=image_size, seed=seed)
+
+    @functools.cached_property
+    def store_of(self) -> dict[tuple[str, int], int]:
+        """(video, chunk) -> index of the store that holds it."""
+        return {key: i for i, s in enumerate(self.stores) for key in zip(s.chunks().video, s.chunks().chunk)}
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(len(self.units), generator=generator)
+        return self._order
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """The samples at `indices` (the DataLoader asks for a whole batch): the frames they need are read with one
+        HDF5 call per shard, since a call per frame costs more than the sample's other work."""
+        units = []
+        for index in indices:
+            epoch, position = divmod(index, len(self.units))
+            units.append(self.units[int(self.order(epoch)[position])])
+        keys = [self.method.frame_keys(self, unit) for unit in units]
+        frames = self.read_frames({key for unit_keys in keys for key in unit_keys})
+        return [self.method.sample(self, unit, [frames[key] for key in unit_keys],
+                                   np.random.default_rng([self.seed, index]))
+                for index, unit, unit_keys in zip(indices, units, keys)]
+
+    def read_frames(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+        """The images at (store, row) keys, one HDF5 call per store (rows in increasing order, as HDF5 wants them)."""
+        frames = {}
+        for store in {store for store, _ in keys}:
+            rows = sorted(row for s, row in keys if s == store)
+            frames.update(zip(((store, row) for row in rows), self.stores[store].read_rows(rows)))
+        return frames
+
+    def labelled_image(self, index: int) -> tuple[np.ndarray, int]:
+        path, label = self.labelled[index]
+        return read_labelled_image(path), label

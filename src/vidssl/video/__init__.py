@@ -1,0 +1,1 @@
+"""Video sources, the manifest, and the chunk containers every later stage reads frames from."""
