@@ -94,3 +94,88 @@ def test_resample_weights_draw_every_unit_count_times_in_all():
     weights = bootstrap.resample_weights(7, 1000, np.random.default_rng(0))
     assert weights.shape == (1000, 7) and (weights.sum(axis=1) == 7).all()
     assert weights.mean() == pytest.approx(1.0, abs=0.05)
+
+
+CENTRED_CASES = {  # estimate, replicates, of a measure ranging over 0-3
+    "all equal": (3.0, np.full(200, 3.0)),
+    # the tiny config's 3.0 [3.00025, 3.00025]: a few resamples below pulled the mean, not the interval, off 3.0
+    "a few outliers below": (3.0, np.r_[np.full(196, 3.0), np.full(4, 2.9875)]),
+    "a few outliers above, at 0": (0.0, np.r_[np.full(195, 0.0), np.full(5, 0.5)]),
+    "NaN resamples": (1.0, np.r_[np.full(50, np.nan), np.linspace(1.1, 1.3, 150)]),
+    "a spread reaching past the ceiling": (3.0, np.linspace(2.8, 3.0, 200)),
+}
+
+
+@pytest.mark.parametrize("estimate, replicates", CENTRED_CASES.values(), ids=CENTRED_CASES)
+def test_a_centred_interval_holds_its_estimate_within_the_range(estimate, replicates):
+    low, high = bootstrap.centred_interval(estimate, replicates, (0.0, 3.0))
+    assert 0.0 <= low <= estimate <= high <= 3.0
+
+
+def test_a_centred_interval_keeps_the_resamples_spread_and_has_none_without_resamples():
+    low, high = bootstrap.centred_interval(2.0, np.linspace(2.5, 2.9, 401), (0.0, 3.0))  # lifted by the resampling
+    assert [low, high] == pytest.approx([2.0 - 0.19, 2.0 + 0.19])
+    assert np.isnan(bootstrap.centred_interval(1.0, np.full(10, np.nan), (0.0, 3.0))).all()
+
+
+def alike_images(counts: Counts) -> Counts:
+    """Every test image the same: 1,024 pixels of each class, 512 (m0) and 700 (m1) right on every seed."""
+    total = np.full_like(counts.total, 1024)
+    correct = np.broadcast_to(np.array([512, 700])[:, None, None, None], counts.correct.shape).copy()
+    return Counts(methods=counts.methods, classes=CLASSES, correct=correct, total=total)
+
+
+def one_image_holds_bird(counts: Counts) -> Counts:
+    """Only the first test image shows a bird: a third of the resamples hold no bird pixel (NaN resamples)."""
+    counts.total[1:, 1] = 0
+    counts.correct[:, :, 1:, 1] = 0
+    return counts
+
+
+def outlying_seed(counts: Counts) -> Counts:
+    """Three seeds, the last one far below the other two."""
+    counts.correct[:, 2] = counts.total // 10
+    return counts
+
+
+TABLE5_CASES = {  # how to turn synthetic counts (two methods, seeds as given) into a degenerate table
+    "two seeds": (2, lambda counts: counts),
+    "an outlying seed": (3, outlying_seed),
+    "all images alike": (3, alike_images),
+    "NaN resamples": (2, one_image_holds_bird),
+}
+
+
+@pytest.mark.parametrize("seeds, degenerate", TABLE5_CASES.values(), ids=TABLE5_CASES)
+def test_every_table5_interval_holds_its_estimate_within_the_range(seeds, degenerate):
+    rng = np.random.default_rng(6)
+    counts = degenerate(synthetic_counts(rng, [0.3, 0.9], seeds=seeds, seed_sd=0.1, gains=[0.0, 0.05]))
+    ci = intervals(counts, reference="m0", resamples=500, seed=0)
+    assert ci[["mean", "ci_low", "ci_high", "diff", "diff_low", "diff_high"]].notna().all().all()
+    assert ((0 <= ci.ci_low) & (ci.ci_low <= ci["mean"]) & (ci["mean"] <= ci.ci_high) & (ci.ci_high <= 100)).all()
+    assert ((-100 <= ci.diff_low) & (ci.diff_low <= ci["diff"]) & (ci["diff"] <= ci.diff_high)
+            & (ci.diff_high <= 100)).all()
+
+
+def distinct_share(drawn: np.ndarray) -> float:
+    """Percent of the 50 images a resample holds: 100 on all of them, about 63 on any resample."""
+    return 100 * len(np.unique(drawn)) / 50
+
+
+def first_image_mean(drawn: np.ndarray) -> float:
+    """The mean right/wrong of a resample, NaN where it misses image 0."""
+    return 100 * float(np.mean(drawn % 3 == 0)) if 0 in drawn else float("nan")
+
+
+@pytest.mark.parametrize("statistic", [distinct_share, first_image_mean])
+def test_a_test_set_statistic_interval_holds_its_value_within_0_to_100(statistic):
+    value = statistic(np.arange(50))
+    low, high = bootstrap.statistic_interval(50, statistic, bounds=(0.0, 100.0), resamples=300, seed=0)
+    assert 0 <= low <= value <= high <= 100
+
+
+@pytest.mark.parametrize("right", [np.full(40, 100.0), np.r_[np.full(39, 100.0), 0.0], np.r_[np.zeros(39), 100.0]],
+                         ids=["all right", "one wrong", "one right"])
+def test_a_mean_interval_holds_the_mean_within_0_to_100(right):
+    (low, high), = bootstrap.mean_intervals({"top1": right}, bounds=(0.0, 100.0), resamples=300, seed=0).values()
+    assert 0 <= low <= right.mean() <= high <= 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,7 +12,9 @@ from vidssl.core.errors import UserError
 from vidssl.evaluation.table5 import build_table, write_table
 from vidssl.evaluation.table5_intervals import (
     CI_COLUMNS,
+    Counts,
     annotated_table,
+    intervals,
     legend,
     mean_over_seeds,
     stack_counts,
@@ -96,7 +99,7 @@ def test_mean_over_seeds_keeps_the_class_order():
     assert means.class_name.tolist() == ["car", "bird"] and means.pixel_accuracy.tolist() == [0.45, 0.6]
 
 
-def test_the_markdown_shows_half_widths_and_stars_real_differences(tmp_path):
+def test_the_markdown_shows_the_distance_to_each_end_and_stars_real_differences(tmp_path):
     ci = pd.DataFrame(
         [["random", "car", 80.0, 0.1, 79.0, 81.0, "random", 0.0, 0.0, 0.0, False],
          ["random", "Avg", 80.0, 0.1, 79.5, 80.5, "random", 0.0, 0.0, 0.0, False],
@@ -113,7 +116,22 @@ def test_the_markdown_shows_half_widths_and_stars_real_differences(tmp_path):
     lines = (tmp_path / "t.md").read_text().splitlines()
     assert lines[0] == "| Method | car | Avg | Avg − Random init |"
     assert lines[2] == "| Random init | 80.0 ± 1.0 | 80.0 ± 0.5 |  |"
-    assert lines[3] == "| MoCo v2 | 77.0 ± 1.1 | 77.0 ± 0.5 | -3.0 ± 0.6 * |"
-    assert lines[4] == "| fti | 80.2 ± 1.2 | 80.2 ± 1.0 | 0.2 ± 0.4 |"
-    assert "3 probe seeds" in lines[-1] and "* : the paired 95% interval" in lines[-1]
+    assert lines[3] == "| MoCo v2 | 77.0 +1.2/−1.0 | 77.0 ± 0.5 | -3.0 +0.7/−0.5 * |"  # 76.0-78.2, -3.5 to -2.3
+    assert lines[4] == "| fti | 80.2 ± 1.2 | 80.2 ± 1.0 | 0.2 +0.4/−0.5 |"
+    assert "3 probe seeds" in lines[-1] and "* : the paired 95% interval" in lines[-1] and "+up/−down" in lines[-1]
     assert pd.read_csv(tmp_path / "t.csv").columns.tolist() == ["Method", "car", "Avg"]  # the CSV keeps its layout
+
+
+def test_two_disagreeing_seeds_give_cells_that_read_within_0_to_100():
+    # two probe seeds 30 points apart on every image: the t draw with one degree of freedom put the car cell at
+    # 45.0 ± 242.2, an interval no accuracy can take
+    rng = np.random.default_rng(0)
+    total = rng.integers(1, 4, (60, 2)) * 1024
+    correct = np.stack([[total * 0.3, total * 0.6], [total * 0.5, total * 0.5]]).astype(np.int64)
+    counts = Counts(methods=["random", "moco"], classes=["car", "bird"], correct=correct, total=total)
+    annotated = annotated_table(intervals(counts, reference="random", resamples=300, seed=0), {})
+    for cell in annotated[["car", "bird", "Avg"]].to_numpy().ravel():
+        value, spread = cell.split(" ", 1)
+        up, down = spread.split("/−") if "/" in spread else (spread.removeprefix("± "),) * 2
+        assert 0 <= float(value) - float(down) and float(value) + float(up.removeprefix("+")) <= 100, cell
+    assert annotated.loc[0, "car"] == "45.0 +55.0/−45.0"  # the whole range: two such seeds leave it open

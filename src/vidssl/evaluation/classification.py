@@ -32,6 +32,7 @@ KNN_K = 200
 KNN_TEMPERATURE = 0.07
 PROBE_COSTS = tuple(10.0 ** np.arange(-3, 4))  # the inverse regularisation strengths the held-out part chooses among
 PROBE_HELD_OUT = 0.2
+PERCENT = (0.0, 100.0)  # the range of top-1 and of mAP, both in percent
 # Goyal et al.'s VOC07 cost list: their ten given costs, to which their parser appends 0.5 ** 4 ... 0.5 ** 19.
 SVM_COSTS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, *(0.5 ** n for n in range(4, 20)))
 SVM_FOLDS = 3
@@ -161,8 +162,8 @@ def _split_rows(features_path: str, index_path: str) -> tuple[np.ndarray, pd.Dat
 def score_dataset(features_path: str, index_path: str, *, seed: int, resamples: int = 0) -> list[dict]:
     """The metrics of one classification set: VOC07 mAP when its list carries per-class marks, else kNN and
     linear-probe top-1, as rows {metric, value, ci_low, ci_high}: the 95% interval over `resamples` bootstrap draws of
-    the test images (seeded; both top-1s over the same draws), NaN when `resamples` is 0. The predictors are fit once:
-    the interval is that of the test set's sampling, not of refitting."""
+    the test images (seeded; both top-1s over the same draws), holding the value and within 0-100, NaN when
+    `resamples` is 0. The predictors are fit once: the interval is that of the test set's sampling, not of refitting."""
     features, index = _split_rows(features_path, index_path)
     train, test = (index[SPLIT] == "train").to_numpy(), (index[SPLIT] == "test").to_numpy()
     mark_columns = [column for column in index.columns if column.startswith(TARGET_PREFIX)]
@@ -170,7 +171,8 @@ def score_dataset(features_path: str, index_path: str, *, seed: int, resamples: 
         marks = index[mark_columns].to_numpy()
         scores, test_marks = svm_scores(features[train], marks[train], features[test]), marks[test]
         low, high = (bootstrap.statistic_interval(len(scores), lambda drawn: voc07_map(test_marks[drawn], scores[drawn]),
-                                                  resamples=resamples, seed=seed) if resamples else (math.nan, math.nan))
+                                                  bounds=PERCENT, resamples=resamples, seed=seed)
+                     if resamples else (math.nan, math.nan))
         return [{"metric": "voc07_map", "value": voc07_map(test_marks, scores), "ci_low": low, "ci_high": high}]
     labels = index.label.to_numpy()
     predicted = {
@@ -178,7 +180,7 @@ def score_dataset(features_path: str, index_path: str, *, seed: int, resamples: 
         "linear_top1": linear_probe_predict(features[train], labels[train], features[test], seed=seed),
     }
     intervals = bootstrap.mean_intervals({metric: 100 * (guess == labels[test]) for metric, guess in predicted.items()},
-                                         resamples=resamples, seed=seed) if resamples else {}
+                                         bounds=PERCENT, resamples=resamples, seed=seed) if resamples else {}
     rows = []
     for metric, guess in predicted.items():
         low, high = intervals.get(metric, (math.nan, math.nan))

@@ -178,8 +178,9 @@ def _unit_invariances(
     resamples: int = 0,
     seed: int = 0,
 ) -> dict[str, tuple[np.ndarray, float]]:
-    """Per measure: unit invariances, (1 + resamples) x classes x D (one class row for goodfellow), and the score
-    multiplier. Row 0 is the data as they are; row r > 0 resamples the sets within each class (`_set_weights`)."""
+    """Per measure: unit invariances, (1 + resamples) x classes x D (one class row for goodfellow), the score
+    multiplier and the unit invariances' ceilings (`_ceilings`). Row 0 is the data as they are; row r > 0 resamples the
+    sets within each class (`_set_weights`)."""
     layout = _layout(labels, sets)
     count = features.shape[0]
     classes = layout.class_counts.size
@@ -222,7 +223,15 @@ def _unit_invariances(
                     "goodfellow": global_counts[goodfellow_row] / count, "official": global_counts[upper_row] / count}
     multipliers = {"class_conditional": 1.0, "goodfellow": 1.0, "official": official_multiplier}
     return {measure: (_invariances(measure, class_sums[measure], class_active[measure], global_rates[measure]),
-                      multipliers[measure]) for measure in measures}
+                      multipliers[measure], _ceilings(measure, class_sums[measure], global_rates[measure]))
+            for measure in measures}
+
+
+def _ceilings(measure: str, sums: np.ndarray, global_rate: np.ndarray) -> np.ndarray:
+    """The largest unit invariances the thresholds and global rates G allow (1 x classes x D, as `_invariances`): a
+    local rate is a fraction of a set's members, at most 1, so I = L / G is at most 1 / G, which a resample keeps."""
+    ones = np.ones_like(sums[:, :1])
+    return _invariances(measure, ones, ones, global_rate)
 
 
 def _invariances(measure: str, sums: np.ndarray, active: np.ndarray, global_rate: np.ndarray) -> np.ndarray:
@@ -301,7 +310,7 @@ def invariance_score(
     """
     _check_parameters((method,), (top_k,), firing_rate, min_set_size)
     features, labels, sets = _validate(features, labels, sets)
-    unit_scores, multiplier = _unit_invariances(features, labels, sets, (method,), firing_rate, min_set_size)[method]
+    unit_scores, multiplier, _ = _unit_invariances(features, labels, sets, (method,), firing_rate, min_set_size)[method]
     return float(_top_k_mean(unit_scores, top_k)[0] * multiplier)
 
 
@@ -321,7 +330,9 @@ def score_all(
     Same definitions as `invariance_score`, computed from one shared pass over the features. ci_low and ci_high: the
     95% interval over `bootstrap` resamples of the sets within each class, seeded by `seed` (the thresholds and
     global rates kept, see `_set_weights`), centred on the score (`bootstrap.centred_interval`: re-choosing the top-K
-    units in noisier resamples lifts them all); NaN when `bootstrap` is 0.
+    units in noisier resamples lifts them all) and kept between 0 and the score's ceiling, the top-K mean of 1 / G (the
+    score if every local rate were 1; never above the mean over classes of N / n_y for class_conditional,
+    N / ceil(firing_rate N) for goodfellow, 100 for official); NaN when `bootstrap` is 0.
     """
     _check_parameters(MEASURES, top_ks, firing_rate, min_set_size)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
@@ -329,10 +340,12 @@ def score_all(
     features, labels, sets = _validate(features, labels, sets)
     per_measure = _unit_invariances(features, labels, sets, MEASURES, firing_rate, min_set_size, bootstrap, seed)
     rows = []
-    for measure, (unit_scores, multiplier) in per_measure.items():
+    for measure, (unit_scores, multiplier, ceilings) in per_measure.items():
         for top_k in top_ks:
             scores = _top_k_mean(unit_scores, top_k) * multiplier
-            low, high = resampling.centred_interval(scores[0], scores[1:]) if bootstrap else (math.nan, math.nan)
+            bounds = (0.0, float(_top_k_mean(ceilings, top_k)[0] * multiplier))
+            low, high = (resampling.centred_interval(scores[0], scores[1:], bounds) if bootstrap
+                         else (math.nan, math.nan))
             rows.append({"measure": measure, "top_k": top_k, "score": float(scores[0]), "ci_low": float(low),
                          "ci_high": float(high)})
     return rows

@@ -17,6 +17,8 @@ AVG = "Avg"
 CI_COLUMNS = ["method", "class", "mean", "std", "ci_low", "ci_high", "reference", "diff", "diff_low", "diff_high",
               "differs"]
 KEY = ["image", "class_name", "pixels"]
+PERCENT = (0.0, 100.0)  # the range of a pixel accuracy in percent
+DIFFERENCE = (-100.0, 100.0)  # the range of the difference of two
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,10 @@ def _point_estimates(counts: Counts, present: np.ndarray) -> tuple[np.ndarray, n
 def intervals(counts: Counts, *, reference: str, resamples: int, seed: int) -> pd.DataFrame:
     """The long table of CI_COLUMNS, one row per method and class with Avg last, in percent.
 
-    ci_low / ci_high: the 95% percentile interval of `bootstrap.two_level`. diff: the mean's difference from the
-    `reference` method's, diff_low / diff_high its 95% interval from the same resamples (images and seeds paired),
-    differs: that interval excludes 0.
+    ci_low / ci_high: the 95% percentile interval of `bootstrap.two_level` (replicates clipped to 0-100). diff: the
+    mean's difference from the `reference` method's, diff_low / diff_high its 95% interval from the same resamples
+    (images and seeds paired, replicates clipped to -100-100), differs: that interval excludes 0. Every interval is
+    `bootstrap.bounded`: it holds its mean (or diff) and stays in its range.
     """
     if reference not in counts.methods:
         raise UserError(f"table5.reference {reference!r} is not one of table5.methods {counts.methods}")
@@ -89,10 +92,12 @@ def intervals(counts: Counts, *, reference: str, resamples: int, seed: int) -> p
     per_seed = np.stack([  # (methods, resamples, seeds, columns)
         _with_average(100 * bootstrap.seed_accuracies(correct, counts.total, draws.image_weights), present)
         for correct in counts.correct])
-    low, high = bootstrap.interval(np.stack([bootstrap.two_level(values, draws) for values in per_seed], axis=1))
+    replicates = np.stack([bootstrap.two_level(values, draws, PERCENT) for values in per_seed], axis=1)
+    low, high = bootstrap.bounded(means, *bootstrap.interval(replicates), PERCENT)
     ref = counts.methods.index(reference)
-    differences = np.stack([bootstrap.two_level(values - per_seed[ref], draws) for values in per_seed], axis=1)
-    diff_low, diff_high = bootstrap.interval(differences)
+    differences = np.stack([bootstrap.two_level(values - per_seed[ref], draws, DIFFERENCE) for values in per_seed],
+                           axis=1)
+    diff_low, diff_high = bootstrap.bounded(means - means[ref], *bootstrap.interval(differences), DIFFERENCE)
     columns = [*counts.classes, AVG]
     rows = [
         [method, column, means[m, c], spread[m, c], low[m, c], high[m, c], reference, means[m, c] - means[ref, c],
@@ -103,13 +108,18 @@ def intervals(counts: Counts, *, reference: str, resamples: int, seed: int) -> p
 
 
 def _plus_minus(value: float, low: float, high: float) -> str:
+    """The value and its distance to each end of its interval: `± d` where the two read alike, else `+up/−down` (an
+    interval at a bound of its range, or a skewed one, is not the value plus and minus its half-width)."""
     if math.isnan(value):
         return "n/a"
-    return f"{value:.1f}" if math.isnan(low) else f"{value:.1f} ± {(high - low) / 2:.1f}"
+    if math.isnan(low):
+        return f"{value:.1f}"
+    up, down = f"{high - value:.1f}", f"{value - low:.1f}"
+    return f"{value:.1f} ± {up}" if up == down else f"{value:.1f} +{up}/−{down}"
 
 
 def annotated_table(ci: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    """Table 5 as text cells: each mean with the half-width of its interval, and a last column with the Avg's
+    """Table 5 as text cells: each mean with its distance to the ends of its interval, and a last column with the Avg's
     difference from the reference row, starred where its paired interval excludes 0."""
     reference = ci.reference.iloc[0]
     columns = list(dict.fromkeys(ci["class"]))
@@ -126,8 +136,9 @@ def annotated_table(ci: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
 
 def legend(seeds: int, resamples: int, reference_name: str) -> str:
     """The lines under the Markdown table that say what ± and * mean."""
-    return (f"\nMean over {seeds} probe seed{'s' if seeds != 1 else ''}; ± is half the width of the 95% interval "
-            f"({resamples} bootstrap resamples of the test images and the probe seeds, docs/results.md). "
+    return (f"\nMean over {seeds} probe seed{'s' if seeds != 1 else ''}; ± is the distance from the mean to either "
+            f"end of its 95% interval, +up/−down where the two differ ({resamples} bootstrap resamples of the test "
+            f"images and the probe seeds, within 0-100, docs/results.md). "
             f"* : the paired 95% interval of the Avg difference from {reference_name} excludes 0.\n")
 
 
