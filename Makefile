@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench gpu-check lint clean
+.PHONY: run test chromium bench gpu-check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,21 @@ GPUS = $(shell $(VENV)/bin/python -c "from vidssl.core.devices import gpu_count;
 run: $(STAMP)
 	$(VENV)/bin/snakemake --cores all results/table5.csv --resources gpu=$(GPUS)  # --resources takes every word after it
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/python -m pytest -q --durations=20
+
+# The report test renders results/report.html in headless Chromium: Debian's package, installed when missing where
+# that can be done (root and apt-get); elsewhere nothing is installed and the test skips, saying why. A failed
+# install where it can be done fails here.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "chromium: not installed, and installing it needs root and apt-get: the report test will skip"; \
+	else \
+		echo "chromium: installing Debian's chromium package"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends chromium >/dev/null; \
+	fi
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py
