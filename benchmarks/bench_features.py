@@ -64,7 +64,7 @@ def run(images: int = 2048, workers: int | None = None) -> list[dict]:
         root = Path(tmp)
         index = write_index(root, images)
         backbone = root / "backbone.pth"
-        random_backbone(ARCH, 0, backbone)
+        random_backbone(ARCH, 0, backbone, width=1.0, stem="imagenet")
         frame = pd.read_parquet(index)
         decoded = torch.from_numpy(np.stack([load_image(row, IMAGE_SIZE) for _, row in frame.iterrows()]))
         bare = bare_images_per_s(backbone, list(decoded.split(BATCH)), device)

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from snakemake.utils import update_config
 
 from vidssl.evaluation.classification import knn_predict, linear_probe_predict, top1
-from vidssl.models.backbone import load_backbone, pooled_features
+from vidssl.models.backbone import load_backbone
 from vidssl.synthetic.labelled import labelled_item
 from vidssl.synthetic.render import class_materials, single_object_scene
 from vidssl.training.augment import eval_transform
@@ -54,7 +54,7 @@ def labelled_images(world: dict) -> tuple[dict[str, list[np.ndarray]], np.ndarra
 @torch.no_grad()
 def features(net, images: list[np.ndarray], size: int) -> np.ndarray:
     batch = torch.stack([eval_transform(image, size) for image in images])
-    return torch.cat([pooled_features(net, part) for part in batch.split(256)]).numpy()
+    return torch.cat([net.pooled(part) for part in batch.split(256)]).numpy()
 
 
 def main(run_dir: Path, overlays: list[str]) -> None:

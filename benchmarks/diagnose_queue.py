@@ -1,8 +1,8 @@
 """Is a MoCo run's loss learning, or the queue's staleness? `python benchmarks/diagnose_queue.py [--lr X] [--steps N]`
 
 Trains MoCo v2 on the chunks of a finished run (default `results/chunks/*.h5`, the default world after `make run`) with
-`config/config.yaml`'s settings as `train_moco` does, and at more steps than the kNN monitor's scores the fresh-queue
-scoring's held batch (`train.monitor_batches`) twice: against the queue that training holds (keys from the key encoders
+`config/config.yaml`'s settings as the `train` rule does for `moco`, and at more steps than the kNN monitor's scores the fresh-queue
+scoring's held batch (`train.monitor_draw`) twice: against the queue that training holds (keys from the key encoders
 of the last K / batch steps) and against K keys the current key encoder computes now (`train.csv` records the second at
 the monitor's steps). Learning lowers both; a network that tells the positive key by its freshness lowers only the
 first. Also prints q . k+ and the mean cosine between queries (1: every frame embedded alike). docs/results.md ("the
@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from vidssl.models.moco import moco_loss, statistics_kept
 from vidssl.training import methods, train
+from vidssl.training.objectives.moco import moco_loss, statistics_kept
+from vidssl.training.optim import scheduled_lr
 from vidssl.training.samples import step_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ PROBE_STEPS = (10, 20, 40, 60, 80, 100, 140, 200)
 def settings(lr: float | None, steps: int | None) -> dict:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     changes = {"workers": 0, "knn_every": 0, **({"lr": lr} if lr else {}), **({"steps": steps} if steps else {})}
-    return {"seed": config["seed"], "model": config["model"], "moco": config["moco"],
+    return {"seed": config["seed"], "model": config["model"], "objective": config["moco"],
             "train": {**config["train"], **changes}}
 
 
@@ -38,7 +39,9 @@ def scores(run: train.Run, step: int) -> dict[str, float]:
     """The monitor's held batch at `step`: its loss against training's queue and against a fresh one, q . k+, and
     the mean cosine between its queries."""
     model = run.model
-    held, fill = train.monitor_batches(run, step)
+    draw = train.monitor_draw(run, step)
+    held = draw()
+    fill = [draw()["x_k"] for _ in range(-(-model.queue.shape[1] // run.batch))]
     with statistics_kept(model):
         q, _ = model.encode(model.encoder_q, held["x_q"], None)
         k, _ = model.keys(held["x_k"], None)
@@ -64,7 +67,7 @@ def main() -> None:
             train.train_step(run, step, torch.utils.data.default_collate(run.data.__getitems__(ids)))
             if step + 1 in PROBE_STEPS or step + 1 == run.steps:
                 score = scores(run, step + 1)
-                print(f"step {step + 1:5d}  lr {train.cosine_lr(run.base_lr, step, run.steps):.4f}  "
+                print(f"step {step + 1:5d}  lr {scheduled_lr(run.base_lr, step, run.steps, run.cfg['train']['warmup_steps']):.4f}  "
                       f"loss vs training's queue {score['stale']:.3f}  vs a fresh queue {score['fresh']:.3f}  "
                       f"q.k+ {score['positive_cosine']:.3f}  query cosine {score['query_cosine']:.3f}", flush=True)
 

@@ -33,7 +33,8 @@ from vidssl.core.io import write_csv
 from vidssl.evaluation.features import extract
 from vidssl.models.backbone import random_backbone
 from vidssl.training import distributed
-from vidssl.training.methods import build_model
+from vidssl.training.methods import build_objective, get
+from vidssl.training.optim import build_optimizer
 
 FULL = dict(arch="resnet50", image_size=224, batch=128, queue=65536, bn_splits=8, layer3=1024, steps=20,
             real_steps=40, warmup=10, images=2048, feature_batch=256)
@@ -49,11 +50,12 @@ def row(check: str, name: str, value, unit: str, target: str | None = None, ok: 
 
 def train_config(size: dict, steps: int, workers: int) -> dict:
     """MoCo v2's settings (queue 65536, momentum 0.999) at `size`; kNN and checkpoints off: they are not the step."""
-    return {"seed": 0, "model": {"arch": size["arch"], "image_size": size["image_size"]},
-            "moco": {"dim": 128, "queue": size["queue"], "momentum": 0.999, "temperature": 0.2,
-                     "bn_splits": size["bn_splits"]},
-            "train": {"steps": steps, "batch_size": size["batch"], "lr": 0.03, "weight_decay": 1e-4, "workers": workers,
-                      "checkpoint_every": 10 ** 9, "knn_every": 0, "gpus": 1}}
+    return {"seed": 0, "model": {"arch": size["arch"], "width": 1.0, "stem": "imagenet", "image_size": size["image_size"]},
+            "objective": {"dim": 128, "queue": size["queue"], "momentum": 0.999, "temperature": 0.2,
+                          "bn_splits": size["bn_splits"]},
+            "train": {"steps": steps, "batch_size": size["batch"], "lr": 0.03, "weight_decay": 1e-4, "optimizer": "sgd",
+                      "momentum": 0.9, "warmup_steps": 0, "workers": workers, "checkpoint_every": 10 ** 9,
+                      "knn_every": 0, "knn_samples": 2, "gpus": 1}}
 
 
 def step_rows(size: dict, device: torch.device, full: bool) -> list[dict]:
@@ -85,7 +87,7 @@ def feature_rows(size: dict, root: Path) -> list[dict]:
     """vidssl.evaluation.features.extract on an evaluation index, with the loader workers the features rule would use."""
     index = bench_features.write_index(root, size["images"])
     backbone = root / "backbone.pth"
-    random_backbone(size["arch"], 0, backbone)
+    random_backbone(size["arch"], 0, backbone, width=1.0, stem="imagenet")
     start = time.perf_counter()
     extract(str(backbone), [("check", str(index), str(root / "features.h5"))], arch=size["arch"],
             image_size=size["image_size"], batch_size=size["feature_batch"], method="check")
@@ -140,15 +142,15 @@ def region_tracker_step(size: dict, device: torch.device) -> dict:
     """One float32 Region Tracker step on this rank's share of the global batch (DDP under a process group)."""
     cfg = train_config(size, 1, 0)
     torch.manual_seed(0)
-    model = build_model("region_tracker", cfg, 0).to(device)  # BN splits per rank: bn_splits // world
+    model = build_objective(get("region_tracker"), cfg, 0).to(device)  # BN splits per rank: bn_splits // world
     world, rank = distributed.world_size(), distributed.rank()
     stepper = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
     share = slice(rank * size["batch"] // world, (rank + 1) * size["batch"] // world)
     x_q, x_k, boxes = (t[share].to(device) for t in global_batch(size))
-    optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
+    optimizer = build_optimizer(model.trainable(), cfg["train"])
     before = {k: v.detach().cpu().clone() for k, v in model.encoder_q.named_parameters()}
-    loss = stepper(x_q, x_k, boxes, boxes)[0]
+    loss = stepper({"x_q": x_q, "x_k": x_k, "boxes_q": boxes, "boxes_k": boxes}, 0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

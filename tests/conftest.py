@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 
 def moving_square_frames(n_frames: int, size=(64, 48), seed: int = 0) -> list[np.ndarray]:
@@ -55,6 +56,14 @@ def video_folder(tmp_path: Path) -> Path:
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def search_params(**changes) -> dict:
+    """propose_shard's settings as the embedded default's rule passes them, with `changes`."""
+    config = DEFAULT_CONFIG
+    return {**config["proposals"], "keyframe_every": config["tracks"]["keyframe_every"], "pairs": config["pairs"],
+            **changes}
 
 
 def snakemake(workdir: Path, *args: str, overlay: str | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -69,9 +78,14 @@ def snakemake(workdir: Path, *args: str, overlay: str | None = None, timeout: in
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> job count from a dry run's job-stats table."""
+    """Rule -> job count from a dry run's job-stats table; the one training rule's jobs as `train[<method>]`."""
     table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    if "train" in jobs:
+        trained = re.findall(r"^rule train:\n(?:\s+.*\n)*?\s+wildcards: method=(\S+)$", result.stdout, re.M)
+        assert len(trained) == jobs.pop("train"), "a dry run lists every training job with its method"
+        jobs |= {f"train[{method}]": trained.count(method) for method in trained}
+    return jobs
 
 
 @pytest.fixture(scope="session")

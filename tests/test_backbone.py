@@ -6,19 +6,15 @@ import torch
 import torchvision
 
 from vidssl.core.io import UserError
-from vidssl.models.backbone import (
-    build_resnet,
-    export_backbone,
-    feature_dim,
-    import_pretrained,
-    load_backbone,
-    model_options,
-    pooled_features,
-    random_backbone,
-    resnet,
-)
+from vidssl.models import archs, check_arch, options
+from vidssl.models.backbone import build, build_trunk, export_backbone, import_pretrained, load_backbone, random_backbone
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
+TORCHVISION = {"width": 1.0, "stem": "imagenet"}
+
+
+def build_resnet(arch, **kwargs):
+    return build_trunk(arch, **(TORCHVISION | kwargs))
 
 
 def torchvision_resnet18(seed=0):
@@ -33,8 +29,8 @@ def same_weights(a: dict, b: dict) -> bool:
 def test_build_and_dims():
     net = build_resnet("resnet18")
     assert isinstance(net.fc, torch.nn.Identity)
-    assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, feature_dim("resnet18"))
-    assert feature_dim("resnet50") == 2048
+    assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, net.feature_dim) == (2, 512)
+    assert build_resnet("resnet50").feature_dim == 2048
     with pytest.raises(UserError, match="resnet34"):
         build_resnet("resnet34")
 
@@ -44,34 +40,52 @@ def test_default_options_draw_torchvision_weights(arch):
     torch.manual_seed(5)
     expected = getattr(torchvision.models, arch)(weights=None).state_dict()
     torch.manual_seed(5)
-    assert same_weights(resnet(arch).state_dict(), expected)
+    assert same_weights(build(arch, **TORCHVISION).state_dict(), expected)
 
 
 def test_width_scales_every_stage():
     net = build_resnet("resnet18", width=0.25)
     assert [net.layer1[0].conv1.out_channels, net.layer2[0].conv1.out_channels, net.layer3[0].conv1.out_channels,
             net.layer4[0].conv1.out_channels] == [16, 32, 64, 128]
-    assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 128) == (2, feature_dim("resnet18", 0.25))
-    assert feature_dim("resnet50", 0.5) == 1024 == resnet("resnet50", width=0.5).feature_dim
+    assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 128) == (2, net.feature_dim)
+    assert build_resnet("resnet50", width=0.5).feature_dim == 1024
     with pytest.raises(UserError, match="model.width"):
         build_resnet("resnet18", width=0.01)
     with pytest.raises(UserError, match="model.stem"):
         build_resnet("resnet18", stem="cifar")
 
 
+@pytest.mark.parametrize("arch, stem", [("resnet18", "imagenet"), ("resnet18", "small"), ("resnet50", "imagenet")])
+def test_maps_have_the_channels_and_strides_the_backbone_declares(arch, stem):
+    """The Backbone contract: forward_to(level) gives a map of output_shape()[level]'s channels at its stride, and
+    forward_from(that map) the pooled feature of the whole trunk."""
+    net = build_resnet(arch, width=0.25, stem=stem).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for level, spec in net.output_shape().items():
+            maps = net.forward_to(x, level)
+            assert maps.shape[1:] == (spec.channels, 64 // spec.stride, 64 // spec.stride), level
+            assert torch.allclose(net.forward_from(maps, level), net(x), atol=1e-5), level
+        assert torch.equal(net.pooled(x), net.forward_from(net.forward_to(x, "layer4"), "layer4"))
+    with pytest.raises(ValueError, match="layer5"):
+        net.forward_to(x, "layer5")
+
+
 def test_small_stem_keeps_the_input_resolution_until_layer2():
     small, imagenet = build_resnet("resnet18", stem="small").eval(), build_resnet("resnet18").eval()
     x = torch.zeros(1, 3, 32, 32)
     assert small.conv1.kernel_size == (3, 3) and isinstance(small.maxpool, torch.nn.Identity)
-    assert small.layer1(small.maxpool(small.relu(small.bn1(small.conv1(x))))).shape[-1] == 32
-    assert small.layer4(small.layer3(small.layer2(small.layer1(small.conv1(x))))).shape[-1] == 4
-    assert (small.layer3_stride, imagenet.layer3_stride) == (4, 16)
-    assert torch.allclose(pooled_features(small, x), small(x))
+    assert small.forward_to(x, "layer1").shape[-1] == 32 and small.forward_to(x, "layer4").shape[-1] == 4
+    assert (small.output_shape()["layer3"].stride, imagenet.output_shape()["layer3"].stride) == (4, 16)
+    assert torch.allclose(small.pooled(x), small(x))
 
 
-def test_model_options_default_to_torchvision():
-    assert model_options({"arch": "resnet18"}) == {"width": 1.0, "stem": "imagenet"}
-    assert model_options({"width": 0.5, "stem": "small"}) == {"width": 0.5, "stem": "small"}
+def test_architectures_and_their_options_come_from_the_backbone_modules():
+    assert {"resnet18", "resnet50"} <= set(archs()) and check_arch("resnet50") == "resnet"
+    assert options("resnet18", {"arch": "resnet18", "width": 0.5, "stem": "small", "image_size": 48}) == {
+        "width": 0.5, "stem": "small"}
+    with pytest.raises(UserError, match="model.arch 'resnet34' is not one of"):
+        check_arch("resnet34")
 
 
 @pytest.mark.parametrize("width, stem", [(0.25, "small"), (0.5, "imagenet")])
@@ -122,9 +136,9 @@ def test_import_pretrained_layouts(tmp_path, layout):
 
 
 def test_random_backbone_is_seeded(tmp_path):
-    random_backbone("resnet18", 1, tmp_path / "a.pth")
-    random_backbone("resnet18", 1, tmp_path / "b.pth")
-    random_backbone("resnet18", 2, tmp_path / "c.pth")
+    random_backbone("resnet18", 1, tmp_path / "a.pth", **TORCHVISION)
+    random_backbone("resnet18", 1, tmp_path / "b.pth", **TORCHVISION)
+    random_backbone("resnet18", 2, tmp_path / "c.pth", **TORCHVISION)
     a, b, c = (torch.load(tmp_path / f"{n}.pth", weights_only=True) for n in "abc")
     assert same_weights(a, b) and not same_weights(a, c)
 

@@ -23,10 +23,14 @@ def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
     "overlay, message",
     [
         ("tracks:\n  score_threshold: -0.5\n", "invalid config at tracks.score_threshold: -0.5 is less than the minimum of 0"),
-        ("trackz:\n  score_threshold: 0.5\n", "'trackz' was unexpected"),
+        ("trackz:\n  score_threshold: 0.5\n", "config trackz: not a known section nor an objective's (moco)"),
         ("tracks:\n  scor_threshold: 0.5\n", "'scor_threshold' was unexpected"),
         ("train:\n  steps: many\n", "invalid config at train.steps: 'many' is not of type 'integer'"),
-        ("model:\n  arch: vgg16\n", "invalid config at model.arch"),
+        ("model:\n  arch: vgg16\n", "model.arch 'vgg16' is not one of resnet18, resnet50"),
+        ("moco:\n  temperature: 0\n", "invalid config at moco.temperature: 0 is less than or equal to the minimum of 0"),
+        ("moco:\n  queu: 64\n", "invalid config at moco: Additional properties are not allowed ('queu' was unexpected)"),
+        ("train:\n  methods: [simclr]\n", "training method 'simclr' is not one of moco, fti, region_tracker, supervised"),
+        ("train:\n  methods: [cross_entropy-frame]\n", "the cross_entropy objective needs labelled samples"),
         ("videos:\n  source: folder\n  path: /no/such/folder\n", "videos.path: /no/such/folder does not exist"),
         ("videos:\n  source: folder\n", "videos.path: required"),
         ("table5:\n  methods: [random, imagenet]\n", "['imagenet'] are neither trained"),
@@ -56,7 +60,7 @@ def test_schema_class_names_are_the_libraries():
 def test_default_config_is_valid(tmp_path):
     result = dry_run(tmp_path, "{}\n")
     assert result.returncode == 0, result.stderr
-    assert "train_region_tracker" in result.stdout and "table5" in result.stdout
+    assert "method=region_tracker" in result.stdout and "table5" in result.stdout
 
 
 def test_pretrained_checkpoints_are_methods(tmp_path):
@@ -74,8 +78,8 @@ table5:
 """)
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result)
-    assert jobs["import_pretrained"] == 2 and jobs["train_region_tracker"] == 1
-    assert "train_moco" not in jobs and "random_init" not in jobs
+    assert jobs["import_pretrained"] == 2 and jobs["train[region_tracker]"] == 1
+    assert "train[moco]" not in jobs and "random_init" not in jobs
     assert jobs["partseg_probe"] == 9  # three methods x the default three probe seeds
 
 

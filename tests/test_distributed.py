@@ -136,8 +136,8 @@ import json, sys, types
 from vidssl.training import train
 from vidssl.core.cli import run_stage
 job = json.loads(sys.argv[1])
-run_stage(types.SimpleNamespace(log=[sys.argv[2]], rule="train_" + job["method"], threads=1),
-          lambda log: train.launch(job, log=log))
+run_stage(types.SimpleNamespace(log=[sys.argv[2]], rule="train", threads=1),
+          lambda log: train.launch(job, log=log), job="train " + job["method"])
 """
 
 
@@ -172,6 +172,6 @@ def test_a_user_error_in_training_is_one_line_on_any_number_of_processes(data, t
     stopped = train_stage(data, out, gpus=gpus, lr=float("nan"))
     assert stopped.returncode == 1
     lines = stopped.stderr.strip().splitlines()
-    assert len(lines) == 1 and re.fullmatch(r"vidssl train_fti: loss became nan at step 2 \(lr nan\); .*", lines[0]), \
+    assert len(lines) == 1 and re.fullmatch(r"vidssl train fti: loss became nan at step 2 \(lr nan\); .*", lines[0]), \
         stopped.stderr[-3000:]
     assert not (out / "backbone.pth").exists()

@@ -18,7 +18,7 @@ from vidssl.models.backbone import load_backbone, random_backbone
 @pytest.fixture
 def backbone(tmp_path):
     path = tmp_path / "backbone.pth"
-    random_backbone("resnet18", 0, path)
+    random_backbone("resnet18", 0, path, width=1.0, stem="imagenet")
     return path
 
 

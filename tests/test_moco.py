@@ -8,25 +8,31 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from vidssl.models.moco import (
-    MoCo,
-    SplitBatchNorm,
-    from_layer3,
-    moco_logits,
-    moco_loss,
-    roi_features,
-    to_layer3,
-)
+from vidssl.training.objectives.moco import MoCo, SplitBatchNorm, embed, moco_logits, moco_loss
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 
 BATCH, QUEUE, MOMENTUM = 8, 32, 0.9
 
 
-def tiny_moco(bn_splits=2, image_size=32, seed=0, **options) -> MoCo:
+def tiny_moco(bn_splits=2, image_size=32, seed=0, width=1.0, stem="imagenet", dim=16, queue=QUEUE,
+              momentum=MOMENTUM) -> MoCo:
     torch.manual_seed(seed)
-    return MoCo("resnet18", dim=16, queue=QUEUE, momentum=MOMENTUM, temperature=0.2, bn_splits=bn_splits,
-                image_size=image_size, **options)
+    model_cfg = {"arch": "resnet18", "width": width, "stem": stem, "image_size": image_size}
+    return MoCo(model_cfg, dim=dim, queue=queue, momentum=momentum, temperature=0.2, bn_splits=bn_splits,
+                batch_size=BATCH)
+
+
+def to_layer3(net, x):
+    return net.forward_to(x, "layer3")
+
+
+def from_layer3(net, maps):
+    return embed(net, net.forward_from(maps, "layer3"))
+
+
+def roi_features(net, layer3, boxes, size):
+    return net.pool_boxes(layer3, boxes, size)
 
 
 def batch(seed=1, size=32):
@@ -78,9 +84,9 @@ def test_queue_is_fifo_and_pointer_moves_by_the_batch():
 def test_step_enqueues_frames_once_and_patches_twice():
     model = tiny_moco()
     x_q, x_k, boxes_q, boxes_k = batch()
-    model(x_q, x_k)
+    model.step_loss(x_q, x_k)
     assert int(model.queue_ptr) == BATCH
-    loss, stats = model(x_q, x_k, boxes_q, boxes_k)
+    loss, stats = model.step_loss(x_q, x_k, boxes_q, boxes_k)
     assert int(model.queue_ptr) == 3 * BATCH
     assert torch.isclose(loss, 0.5 * stats["loss_frame"] + 0.5 * stats["loss_patch"])
     # the two enqueued key sets (frames, then patches) are unit vectors, and different
@@ -97,7 +103,7 @@ def test_key_encoder_moves_only_by_momentum():
     old_q = [p.detach().clone() for p in model.encoder_q.parameters()]
     old_k = [p.detach().clone() for p in model.encoder_k.parameters()]
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.5)
-    loss, _ = model(*batch()[:2])
+    loss, _ = model.step_loss(*batch()[:2])
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -131,8 +137,8 @@ def test_whole_frame_roi_matches_frame_features(stem, image_size, roi_size):
         layer3 = to_layer3(model.encoder_q, x)
         frame = from_layer3(model.encoder_q, layer3)
         whole = torch.tensor([[0.0, 0.0, image_size, image_size]]).repeat(4, 1)
-        patch = from_layer3(model.encoder_q, roi_features(layer3, whole, model.roi_size, model.roi_stride))
-        small = from_layer3(model.encoder_q, roi_features(layer3, whole / 2, model.roi_size, model.roi_stride))
+        patch = from_layer3(model.encoder_q, roi_features(model.encoder_q, layer3, whole, model.roi_size))
+        small = from_layer3(model.encoder_q, roi_features(model.encoder_q, layer3, whole / 2, model.roi_size))
     assert model.roi_size == roi_size == layer3.shape[-1]
     assert (F.cosine_similarity(frame, patch) > 0.99).all()
     assert (F.cosine_similarity(frame, small) < F.cosine_similarity(frame, patch)).all()
@@ -149,8 +155,8 @@ def test_frames_and_patches_share_layer4_but_not_bn_statistics(bn_splits):
     with torch.no_grad():
         layer3 = to_layer3(net, x_q)
         apart_frame = from_layer3(net, layer3)
-        apart_patch = from_layer3(net, roi_features(layer3, boxes, model.roi_size, model.roi_stride))
-        patches = roi_features(layer3, boxes, model.roi_size, model.roi_stride)
+        apart_patch = from_layer3(net, roi_features(net, layer3, boxes, model.roi_size))
+        patches = roi_features(net, layer3, boxes, model.roi_size)
         mixed = from_layer3(net, torch.cat([layer3, patches]))
     assert torch.allclose(frame, apart_frame, atol=1e-5) and torch.allclose(patch, apart_patch, atol=1e-5)
     assert not torch.allclose(torch.cat([frame, patch]), mixed, atol=1e-3)  # the check can tell the two apart
@@ -160,7 +166,7 @@ def test_frames_and_patches_share_layer4_but_not_bn_statistics(bn_splits):
 def one_step(model, x_q, x_k, boxes_q, boxes_k):
     optimizer = torch.optim.SGD(model.module.encoder_q.parameters() if hasattr(model, "module")
                                 else model.encoder_q.parameters(), lr=0.1)
-    loss, _ = model(x_q, x_k, boxes_q, boxes_k)
+    loss = model({"x_q": x_q, "x_k": x_k, "boxes_q": boxes_q, "boxes_k": boxes_k}, 0)  # DDP calls forward
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -219,12 +225,12 @@ def test_learns_instance_discrimination_from_identical_views():
     there (docs/results.md); this keeps that finding from hiding a broken step."""
     torch.manual_seed(0)
     images = F.interpolate(torch.randn(64, 3, 8, 8), size=32, mode="bilinear")  # smooth and all different
-    model = MoCo("resnet18", dim=32, queue=128, momentum=0.99, temperature=0.2, bn_splits=2, image_size=32)
+    model = tiny_moco(dim=32, queue=128, momentum=0.99, seed=0)
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(60):
         x = images[torch.randperm(64)[:32]]
-        loss, _ = model(x, x.clone())
+        loss, _ = model.step_loss(x, x.clone())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -31,7 +31,7 @@ from vidssl.training.augment import (
     crop_window,
 )
 from vidssl.training.knn_monitor import KnnMonitor
-from vidssl.training.methods import METHODS
+from vidssl.training.methods import ALIASES, objectives, views
 from vidssl.training.methods import get as get_method
 from vidssl.training.samples import (
     TrainingSamples,
@@ -47,12 +47,14 @@ from vidssl.video.manifest import build_manifest, list_videos
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 
 LENGTH = 12
+DEFAULTS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+# A run's config as the train rule passes it: config.yaml's sections, small.
 CFG = {
     "seed": 0,
-    "model": {"arch": "resnet18", "image_size": 32},
-    "moco": {"dim": 16, "queue": 32, "momentum": 0.99, "temperature": 0.2, "bn_splits": 2},
-    "train": {"steps": 3, "batch_size": 8, "lr": 0.06, "weight_decay": 1e-4, "workers": 0,
-              "checkpoint_every": 1, "knn_every": 3, "gpus": 1},
+    "model": DEFAULTS["model"] | {"arch": "resnet18", "image_size": 32},
+    "objective": DEFAULTS["moco"] | {"dim": 16, "queue": 32, "bn_splits": 2},
+    "train": DEFAULTS["train"] | {"steps": 3, "batch_size": 8, "lr": 0.06, "workers": 0, "checkpoint_every": 1,
+                                  "knn_every": 3},
 }
 
 
@@ -183,7 +185,7 @@ def test_a_finished_run_then_the_same_run_starts_from_step_0(data, tmp_path):
     assert again["resumed_from"] == 0 and again["loss"] == first["loss"]
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(ALIASES))
 @pytest.mark.parametrize("lr", [math.nan, 1e30])
 def test_a_non_finite_loss_stops_the_run_at_its_step(data, tmp_path, method, lr):
     """A NaN learning rate makes every weight NaN at step 1, so step 2's loss is NaN; 1e30 makes them explode."""
@@ -243,7 +245,7 @@ def test_supervised_never_trains_on_the_classification_test_images(data, tmp_pat
 def test_region_tracker_samples(data):
     store = ChunkStore(data / "chunks.h5")
     pairs = pd.read_parquet(data / "pairs.parquet")
-    samples = TrainingSamples("region_tracker", stores=[store], frame_pairs=pairs,
+    samples = TrainingSamples(get_method("region_tracker"), stores=[store], frame_pairs=pairs,
                               tracks=read_tracks([data / "tracks.parquet"]), labelled=None, image_size=32, seed=0)
     drawn = [samples[i] for i in range(2 * len(samples))]
     assert all(s["x_q"].shape == (3, 32, 32) for s in drawn)
@@ -261,7 +263,7 @@ def test_region_tracker_samples(data):
 @pytest.mark.parametrize("method", ["moco", "fti", "region_tracker"])
 def test_a_batch_read_at_once_equals_its_samples_read_one_by_one(data, method):
     store = ChunkStore(data / "chunks.h5")
-    samples = TrainingSamples(method, stores=[store], frame_pairs=pd.read_parquet(data / "pairs.parquet"),
+    samples = TrainingSamples(get_method(method), stores=[store], frame_pairs=pd.read_parquet(data / "pairs.parquet"),
                               tracks=read_tracks([data / "tracks.parquet"]), labelled=None, image_size=32, seed=0)
     indices = [5, 0, 3, 3, 2 * len(samples) + 1]  # any order, repeats, a later epoch: frames shared within the batch
     for batched, index in zip(samples.__getitems__(indices), indices):
@@ -323,7 +325,7 @@ def test_step_batches_split_the_global_batch():
 
 def test_bad_settings_are_user_errors(data, tmp_path, monkeypatch):
     cfg = copy.deepcopy(CFG)
-    cfg["moco"]["queue"] = 30
+    cfg["objective"]["queue"] = 30
     with pytest.raises(UserError, match="moco.queue 30"):
         run("moco", data, tmp_path / "x", cfg=cfg)
     cfg = copy.deepcopy(CFG)
@@ -335,13 +337,22 @@ def test_bad_settings_are_user_errors(data, tmp_path, monkeypatch):
         run("simclr", data, tmp_path / "x")
 
 
-def test_the_schema_lists_the_registered_methods():
-    """The schema validates train.methods before any Python runs, so it must name exactly the registry's methods."""
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert schema["properties"]["train"]["properties"]["methods"]["items"]["enum"] == list(METHODS)
+def test_method_names_follow_one_rule_and_the_papers_names_keep_their_meaning():
+    assert [(m.objective, m.view) for m in map(get_method, ALIASES)] == [
+        ("moco", "frame"), ("moco", "frame_pair"), ("moco", "tracked_patch"), ("cross_entropy", "labelled")]
+    assert get_method("moco-tracked_patch").inputs == get_method("region_tracker").inputs == (
+        "chunks", "frame_pairs", "track_pairs")
+    assert {"moco", "cross_entropy"} <= set(objectives()) and {"frame", "frame_pair", "tracked_patch"} <= set(views())
+    with pytest.raises(UserError, match="needs labelled samples"):
+        get_method("cross_entropy-frame")
+    with pytest.raises(UserError, match="learns without labels"):
+        get_method("moco-labelled")
+    with pytest.raises(UserError, match="not one of"):
+        get_method("moco-frames")
 
 
 def test_the_method_specs_and_the_training_plot_load_without_torch():
     """Snakemake reads the specs to build the DAG, and the training_plot rule only draws a CSV."""
-    code = "import sys, vidssl.report.figures, vidssl.training.methods; sys.exit('torch' in sys.modules)"
+    code = ("import sys, vidssl.report.figures, vidssl.training.methods as m, vidssl.core.config, vidssl.models as b; "
+            "[m.get(n).inputs for n in m.ALIASES]; b.check_arch('resnet18'); sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -6,7 +6,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vidssl.core import config as vidssl_config
+from vidssl import models as vidssl_models
 from vidssl.training import methods as vidssl_methods
+from vidssl.training.fingerprint import RUN_SETTINGS
 from vidssl.core.integrity import find_broken, stale_temps
 from vidssl.core.errors import UserError
 
@@ -111,10 +113,20 @@ TRAIN_INPUT_FILES = {
 }
 
 
-def train_input(method):
-    """The files a training method reads, as its spec in vidssl.training.methods names them, and the labelled set."""
-    reads = vidssl_methods.METHODS[method].inputs
+def train_input(wildcards):
+    """The files a training method's view source reads (vidssl.training.methods), and the labelled set."""
+    reads = vidssl_methods.get(wildcards.method).inputs
     return {key: shard_files(TRAIN_INPUT_FILES[key]) for key in reads} | {"labelled": labelled_input()}
+
+
+def objective_section(wildcards):
+    """The config section of a training method's objective (named after it), or none."""
+    section = vidssl_methods.get(wildcards.method).config_section
+    return config[section] if section else None
+
+
+# The `train` settings that change what training computes (the others: vidssl.training.fingerprint.RUN_SETTINGS).
+TRAIN_WEIGHT_SETTINGS = {key: value for key, value in config["train"].items() if key not in RUN_SETTINGS}
 
 
 def all_targets():
@@ -142,7 +154,7 @@ def check_gpu_requests(candidates):
         gpu = getattr(gpu, "value", gpu)
         if not isinstance(gpu, int) or gpu == 0:
             continue
-        allowed = wanted if candidate.name.startswith("train_") else 1
+        allowed = wanted if candidate.name == "train" else 1
         if gpu != allowed:
             _fail(f"rule {candidate.name} asks for {gpu} GPUs but uses {allowed} (train.gpus = {wanted}); "
                   "set train.gpus in the config, not gpu in the profile")

@@ -1,44 +1,41 @@
-# Backbones of every method: MoCo-family training (train_moco, train_fti, train_region_tracker), the supervised
-# baseline (train_supervised), a seeded random init, and imported pretrained checkpoints.
+# Backbones of every method: every trained method (an objective on a view source) through one rule, a seeded random
+# init, and imported pretrained checkpoints.
 
-# Which methods run, and how many data workers feed them, never changes what a run computes.
-TRAIN_PARAMS = {key: value for key, value in config["train"].items() if key not in ("methods", "labelled")}
 
-for train_method in TRAINED_METHODS:
-
-    rule:
-        name:
-            f"train_{train_method}"
-        input:
-            **train_input(train_method),
-        output:
-            checkpoint=f"results/models/{train_method}/checkpoint.pt",
-            backbone=f"results/models/{train_method}/backbone.pth",
-            curve=f"results/models/{train_method}/train.csv",
-            run=f"results/models/{train_method}/run.json",
-        params:
-            method=train_method,
-            labelled=config["train"]["labelled"],
-            labelled_split=vidssl_config.labelled_split(config, train_method),
-            seed=config["seed"],
-            model=config["model"],
-            moco=config["moco"] if "moco" in vidssl_methods.METHODS[train_method].config_sections else {},
-            train=TRAIN_PARAMS,
-        threads: 2
-        log:
-            f"logs/train/{train_method}.log",
-        conda:
-            CONDA_ENV
-        resources:
-            mem_mb=16000,
-            runtime=24 * 60,
-            # torchrun --standalone starts every process of a job on one node: SLURM must not spread its GPUs
-            nodes=1,
-            gpu=config["train"]["gpus"],
-            cpus_per_gpu=8,
-            tasks_per_gpu=0,
-        script:
-            "../scripts/train.py"
+rule train:
+    input:
+        unpack(train_input),
+    output:
+        checkpoint="results/models/{method}/checkpoint.pt",
+        backbone="results/models/{method}/backbone.pth",
+        curve="results/models/{method}/train.csv",
+        run="results/models/{method}/run.json",
+    params:
+        labelled=config["train"]["labelled"],
+        labelled_split=lambda wildcards: vidssl_config.labelled_split(config, wildcards.method),
+        seed=config["seed"],
+        model=config["model"],
+        objective=objective_section,
+        # Only what changes the weights a run ends with: the rest of `train` (workers, GPUs, checkpoint and monitor
+        # intervals) reaches the script through its config and never reruns training.
+        train=TRAIN_WEIGHT_SETTINGS,
+    threads: 2
+    log:
+        "logs/train/{method}.log",
+    wildcard_constraints:
+        method=vidssl_config.wildcard_choice(TRAINED_METHODS),
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=16000,
+        runtime=24 * 60,
+        # torchrun --standalone starts every process of a job on one node: SLURM must not spread its GPUs
+        nodes=1,
+        gpu=config["train"]["gpus"],
+        cpus_per_gpu=8,
+        tasks_per_gpu=0,
+    script:
+        "../scripts/train.py"
 
 
 rule random_init:
@@ -47,7 +44,7 @@ rule random_init:
     params:
         arch=config["model"]["arch"],
         seed=config["seed"],
-        options={key: config["model"][key] for key in ("width", "stem")},
+        options=vidssl_models.options(config["model"]["arch"], config["model"]),
     log:
         "logs/train/random.log",
     conda:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from vidssl.core.errors import UserError
 from vidssl.datasets import sources
-from vidssl.training.methods import METHODS
+from vidssl.models import check_arch
+from vidssl.core import registry
+from vidssl.training import methods as training_methods
 
 SYNTHETIC_ROOT = "resources/synthetic"
 
@@ -41,11 +43,11 @@ def _existing(value: str | None, key: str, *, kind: str = "any") -> str | None:
     return str(path)
 
 
-def check_queue(queue: int, batch: int) -> None:
-    """Each MoCo step enqueues a whole global batch of keys, so the queue must hold a whole number of batches."""
-    if queue % batch:
-        raise UserError(f"config moco.queue ({queue}) must be a multiple of train.batch_size ({batch}): "
-                        f"moco.queue {queue} leaves {queue % batch} slots over")
+def check_multiple(key: str, value: int, batch: int) -> None:
+    """A size that holds whole global batches (MoCo's queue: each step enqueues a whole batch of keys)."""
+    if value % batch:
+        raise UserError(f"config {key} ({value}) must be a multiple of train.batch_size ({batch}): "
+                        f"{key} {value} leaves {value % batch} slots over")
 
 
 def check(config: dict) -> dict:
@@ -70,8 +72,10 @@ def check(config: dict) -> dict:
     for split in ("train", "val") if classification["imagefolder"] else ():
         folders = classification["imagefolder"]
         folders[split] = _existing(folders[split], f"classification.imagefolder.{split}", kind="dir")
+    check_arch(config["model"]["arch"])
+    trained = [training_methods.get(m) for m in train["methods"]]
     for name, entry in config["pretrained"].items():
-        if name in METHODS or name == "random":
+        if name == "random" or training_methods.is_method_name(name):
             raise UserError(f"config pretrained.{name}: the name is taken by a built-in method")
         entry["path"] = _existing(entry["path"], f"pretrained.{name}.path", kind="file")
     known = {"random", *train["methods"], *config["pretrained"]}
@@ -79,11 +83,11 @@ def check(config: dict) -> dict:
     if unknown:
         raise UserError(f"config table5.methods: {unknown} are neither trained (train.methods), 'random', nor pretrained")
     _check_display_names(config)
-    on_labelled = [m for m in train["methods"] if METHODS[m].trains_on_labelled]
+    on_labelled = [m.name for m in trained if m.trains_on_labelled]
     if on_labelled and train["labelled"] is None and videos["source"] != "synthetic":
         raise UserError(f"config train.methods: {on_labelled[0]!r} needs train.labelled (an ImageFolder) outside the "
                         "synthetic world")
-    check_queue(config["moco"]["queue"], config["train"]["batch_size"])
+    check_objectives(config, trained)
     if not eval_plan(config).invariance:
         raise UserError("config evaluation: no invariance dataset (synthetic_sets empty and none of aloi, got10k, "
                         "pascal3d given)")
@@ -104,7 +108,7 @@ def uses_synthetic(config: dict) -> dict[str, bool]:
     """Which parts of the synthetic world this config reads."""
     return {
         "videos": config["videos"]["source"] == "synthetic",
-        "labelled": config["train"]["labelled"] is None and bool(any(METHODS[m].trains_on_labelled for m in config["train"]["methods"]) or config["train"]["knn_every"]),
+        "labelled": config["train"]["labelled"] is None and bool(any(training_methods.get(m).trains_on_labelled for m in config["train"]["methods"]) or config["train"]["knn_every"]),
         "partseg": config["partseg"]["images"] is None,
         "trajectories": bool(config["evaluation"]["synthetic_sets"]),
     }
@@ -113,9 +117,44 @@ def uses_synthetic(config: dict) -> dict[str, bool]:
 def labelled_split(config: dict, method: str) -> dict | None:
     """The split of the labelled set `method` trains on: the synthetic set's (so that it never trains on the images
     classification tests on) when the method trains on that set, else None (every image)."""
-    if METHODS[method].trains_on_labelled and config["train"]["labelled"] is None:
+    if training_methods.get(method).trains_on_labelled and config["train"]["labelled"] is None:
         return sources.synthetic_labelled_split(config)
     return None
+
+
+def check_objectives(config: dict, trained: list) -> None:
+    """Every top-level section the main schema does not know is an objective's (named after its module), valid by
+    the schema fragment the objective declares, and every objective a trained method uses has its section. A
+    `MULTIPLE_OF_BATCH` declaration lists the section's keys that must be multiples of the global batch (MoCo's
+    queue)."""
+    import jsonschema
+
+    schema = _main_schema()
+    for name in set(config) - set(schema["properties"]):
+        if name not in training_methods.objectives() or _fragment(name) is None:
+            raise UserError(f"config {name}: not a known section nor an objective's "
+                            f"({', '.join(o for o in training_methods.objectives() if _fragment(o) is not None)})")
+        try:
+            jsonschema.validate(config[name], _fragment(name))
+        except jsonschema.ValidationError as error:
+            where = ".".join(map(str, [name, *error.absolute_path]))
+            raise UserError(f"invalid config at {where}: {error.message}") from None
+    for method in trained:
+        if method.config_section and method.config_section not in config:
+            raise UserError(f"config train.methods: {method.name!r} needs a `{method.config_section}` section")
+        declared = registry.declarations(training_methods.OBJECTIVES, method.objective)
+        for key in declared.get("MULTIPLE_OF_BATCH", ()):
+            check_multiple(f"{method.objective}.{key}", config[method.objective][key], config["train"]["batch_size"])
+
+
+def _fragment(objective: str) -> dict | None:
+    return registry.declarations(training_methods.OBJECTIVES, objective)["SCHEMA"]
+
+
+def _main_schema() -> dict:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parents[3] / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 
 def eval_plan(config: dict) -> sources.EvalPlan:

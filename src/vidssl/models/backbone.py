@@ -1,129 +1,91 @@
-"""ResNet trunks: build, export as a plain torchvision state dict, and load any of our checkpoint layouts.
+"""The backbone interface, the registry of backbone modules, and backbone files.
 
-Every method the pipeline compares (random init, supervised, MoCo, FTI, Region Tracker, imported ImageNet checkpoints)
-ends as one file: a torchvision ResNet state dict without prefixes and without the head (no `fc.*`), so feature
-extraction loads all of them the same way.
+A backbone gives its feature maps by name and stride (`output_shape`, as detectron2's `Backbone`), runs up to a map
+(`forward_to`) and from a map to the pooled feature (`forward_from`), and pools boxes on a map (`pool_boxes`), so
+objectives and poolers never know the trunk. Each backbone module of this package declares the architectures it
+builds (`ARCHS`) and the `model` config keys they take (`OPTIONS`), and provides `build(arch, **options)` and
+`options_of(state_dict)`.
+
+Every method the pipeline compares ends as one file: the trunk's state dict without prefixes and without the head
+(no `fc.*`; torchvision's layout for a ResNet), so feature extraction loads all of them the same way.
 """
 from __future__ import annotations
 
 import pickle
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.ops import roi_align
 
+from vidssl.core import registry
 from vidssl.core.errors import UserError
 from vidssl.core.io import atomic_path
+from vidssl.models import PACKAGE, check_arch
 
-BLOCKS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
-STEMS = ("imagenet", "small")
-DEFAULT_OPTIONS = {"width": 1.0, "stem": "imagenet"}
-
-
-class ResNet(torchvision.models.ResNet):
-    """torchvision's ResNet with every stage `width` times as wide (64, 128, 256, 512 at 1) and a choice of stem:
-    `imagenet` (7x7 stride-2 conv, max-pool) or `small` (3x3 stride-1 conv, no max-pool, as MoCo's CIFAR-10 demo).
-
-    Its modules, state dict keys and initialisation are torchvision's, built in the same order, so width 1 with the
-    imagenet stem draws exactly torchvision's weights from the same seed.
-    """
-
-    def __init__(self, arch: str, *, width: float = 1.0, stem: str = "imagenet", num_classes: int = 1000,
-                 norm_layer=None):
-        nn.Module.__init__(self)
-        block, layers = BLOCKS[arch]
-        base = stage_channels(width)
-        self._norm_layer = norm_layer or nn.BatchNorm2d
-        self.inplanes, self.dilation, self.groups, self.base_width = base, 1, 1, 64
-        small = stem == "small"
-        self.conv1 = nn.Conv2d(3, base, kernel_size=3 if small else 7, stride=1 if small else 2,
-                               padding=1 if small else 3, bias=False)
-        self.bn1 = self._norm_layer(base)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if small else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer3_stride = 4 if small else 16  # input pixels per layer3 cell, for ROI pooling
-        self.layer1 = self._make_layer(block, base, layers[0])
-        self.layer2 = self._make_layer(block, 2 * base, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 4 * base, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 8 * base, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.width, self.stem, self.feature_dim = base / 64, stem, 8 * base * block.expansion
-        self.fc = nn.Linear(self.feature_dim, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+HEAD_PREFIX = "fc."
+MOCO_QUERY = "encoder_q."  # where MoCo's checkpoints keep the trunk
 
 
-def stage_channels(width: float) -> int:
-    """Channels of the stem and the first stage at `width` (64 at 1); later stages double it."""
-    base = round(64 * float(width))
-    if base < 4:
-        raise UserError(f"model.width {width} leaves {base} channels in the first stage; use at least {4 / 64:.4f}")
-    return base
+@dataclass(frozen=True)
+class MapSpec:
+    channels: int
+    stride: int  # input pixels per cell
 
 
-def _check_options(arch: str, width: float, stem: str) -> None:
-    if arch not in BLOCKS:
-        raise UserError(f"model.arch {arch!r} is not one of {', '.join(BLOCKS)}")
-    if stem not in STEMS:
-        raise UserError(f"model.stem {stem!r} is not one of {', '.join(STEMS)}")
-    stage_channels(width)
+class Backbone:
+    """What every trunk gives (a mixin of an nn.Module): `feature_dim`, the size of the pooled feature; `box_level`,
+    the map boxes are pooled on; and the methods below."""
+    feature_dim: int
+    box_level: str
+
+    def output_shape(self) -> dict[str, MapSpec]:
+        raise NotImplementedError
+
+    def forward_to(self, x: torch.Tensor, level: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_from(self, maps: torch.Tensor, level: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled feature of a batch of images."""
+        return self.forward_from(self.forward_to(x, self.box_level), self.box_level)
+
+    def box_size(self, image_size: int) -> int:
+        """The side of a pooled box on `box_level`: the map side of a whole `image_size` input, so a whole-image box
+        reproduces the image's own features."""
+        return max(1, image_size // self.output_shape()[self.box_level].stride)
+
+    def pool_boxes(self, maps: torch.Tensor, boxes: torch.Tensor, output_size: int) -> torch.Tensor:
+        """ROI-align one box (x1, y1, x2, y2 in input pixels) per image on its `box_level` map."""
+        boxes = boxes.float()  # bf16 would round coordinates to whole pixels; autocast runs roi_align in float32
+        rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1)
+        stride = self.output_shape()[self.box_level].stride
+        return roi_align(maps, rois, output_size, spatial_scale=1 / stride, sampling_ratio=2, aligned=True)
 
 
-def model_options(model_cfg: dict) -> dict:
-    """The network options (width, stem) of a config's `model` section; absent keys take the defaults."""
-    return {key: model_cfg.get(key, default) for key, default in DEFAULT_OPTIONS.items()}
+def build(arch: str, **kwargs) -> nn.Module:
+    """A randomly initialised `arch` network with its head (kwargs: the module's options, num_classes, norm_layer)."""
+    return registry.load(PACKAGE, check_arch(arch)).build(arch, **kwargs)
 
 
-def feature_dim(arch: str, width: float = 1.0) -> int:
-    _check_options(arch, width, "imagenet")
-    return 8 * stage_channels(width) * BLOCKS[arch][0].expansion
-
-
-def resnet(arch: str, *, width: float = 1.0, stem: str = "imagenet", **kwargs) -> ResNet:
-    """A randomly initialised ResNet with its classifier head (num_classes, norm_layer as torchvision's)."""
-    _check_options(arch, width, stem)
-    return ResNet(arch, width=width, stem=stem, **kwargs)
-
-
-def build_resnet(arch: str, **options) -> nn.Module:
-    """A randomly initialised ResNet whose forward returns the pooled post-ReLU trunk vector."""
-    net = resnet(arch, **options)
+def build_trunk(arch: str, **options) -> nn.Module:
+    """A randomly initialised `arch` trunk whose forward returns the pooled feature (its head an identity)."""
+    net = build(arch, **options)
     net.fc = nn.Identity()
     return net
 
 
-def stem(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The ResNet stem: conv1, BN, ReLU and max-pool (an identity in the small stem)."""
-    return net.maxpool(net.relu(net.bn1(net.conv1(x))))
-
-
-def pooled_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Global-average-pooled layer4 output of a ResNet, whatever its head."""
-    x = net.layer4(net.layer3(net.layer2(net.layer1(stem(net, x)))))
-    return torch.flatten(net.avgpool(x), 1)
-
-
-def trunk_options(state_dict: dict) -> dict:
-    """Width and stem of the trunk a state dict holds, read from its first convolution (defaults if it has none)."""
-    conv1 = state_dict.get("conv1.weight")
-    if conv1 is None or conv1.dim() != 4:
-        return dict(DEFAULT_OPTIONS)
-    return {"width": conv1.shape[0] / 64, "stem": "small" if conv1.shape[-1] == 3 else "imagenet"}
-
-
 def trunk_state_dict(state_dict: dict) -> dict:
-    """Strip DDP/MoCo prefixes, keep only the query encoder if there is one, and drop the head."""
+    """A trunk's state dict without DDP prefixes and without its head; of a MoCo-layout file (its own or a vidssl
+    MoCo checkpoint), the query encoder's."""
     state = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    if any(k.startswith("encoder_q.") for k in state):
-        state = {k.removeprefix("encoder_q."): v for k, v in state.items() if k.startswith("encoder_q.")}
-    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+    if any(k.startswith(MOCO_QUERY) for k in state):
+        state = {k.removeprefix(MOCO_QUERY): v for k, v in state.items() if k.startswith(MOCO_QUERY)}
+    return {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIX)}
 
 
 def _read_state_dict(path: str | Path) -> dict:
@@ -148,10 +110,10 @@ def _read_state_dict(path: str | Path) -> dict:
 
 
 def _fitted_trunk(state_dict: dict, arch: str, path: str | Path) -> nn.Module:
-    """A `arch` trunk holding `state_dict`, of the width and stem the file holds; every trunk key must match exactly
-    (the head is ignored)."""
+    """A `arch` trunk holding `state_dict`, of the options the file holds; every trunk key must match exactly (the
+    head is ignored)."""
     state = trunk_state_dict(state_dict)
-    net = build_resnet(arch, **trunk_options(state))
+    net = build_trunk(arch, **registry.load(PACKAGE, check_arch(arch)).options_of(state))
     expected = set(net.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -165,22 +127,21 @@ def _fitted_trunk(state_dict: dict, arch: str, path: str | Path) -> nn.Module:
 
 
 def load_backbone(path: str | Path, arch: str) -> nn.Module:
-    """The trunk stored at `path` (plain, MoCo or vidssl checkpoint layout), in eval mode."""
+    """The trunk stored at `path` (a backbone file, or a vidssl training checkpoint's exported trunk), in eval mode."""
     return _fitted_trunk(_read_state_dict(path), arch, path).eval()
 
 
 def export_backbone(state_dict: dict, out_path: str | Path) -> None:
-    """Save a trunk as a plain torchvision ResNet state dict (no prefixes, no fc), atomically."""
+    """Save a trunk's state dict without prefixes and head, atomically."""
     state = {k: v.detach().cpu().clone() for k, v in trunk_state_dict(state_dict).items()}
     with atomic_path(out_path) as tmp:
         torch.save(state, tmp)
 
 
 def random_backbone(arch: str, seed: int, out_path: str | Path, **options) -> None:
-    """The "Random init" method: a seeded, untrained ResNet (width and stem as `options`) exported like the trained
-    ones."""
+    """The "Random init" method: a seeded, untrained trunk exported like the trained ones."""
     torch.manual_seed(seed)
-    export_backbone(build_resnet(arch, **options).state_dict(), out_path)
+    export_backbone(build_trunk(arch, **options).state_dict(), out_path)
 
 
 def import_pretrained(path: str | Path, layout: str, arch: str, out_path: str | Path) -> None:
@@ -188,7 +149,7 @@ def import_pretrained(path: str | Path, layout: str, arch: str, out_path: str | 
     if layout not in ("torchvision", "moco"):
         raise UserError(f"pretrained layout {layout!r} for {path} is not one of torchvision, moco")
     state = _read_state_dict(path)
-    if layout == "moco" and not any(k.removeprefix("module.").startswith("encoder_q.") for k in state):
+    if layout == "moco" and not any(k.removeprefix("module.").startswith(MOCO_QUERY) for k in state):
         raise UserError(f"{path}: layout moco expects keys module.encoder_q.*; found e.g. {list(state)[:3]}")
     _fitted_trunk(state, arch, path)  # fail now, naming the source file, rather than in feature extraction
     export_backbone(state, out_path)

@@ -86,6 +86,18 @@ def image_folder_fingerprint(root: str | os.PathLike, items: list[tuple[str, int
     return {"images": len(items), "names": names, "folder_mtimes": mtimes}
 
 
+# The `train` keys that cannot change the weights a run ends with: which methods run, where the labelled set is (its
+# files are fingerprinted apart), the loader workers, the GPUs for the same global batch (every sample is a function of
+# (seed, index), and shuffle BN keeps its groups), and when checkpoints and monitors run (monitors run under no_grad
+# and restore the RNG and BN statistics). They are neither a Snakemake param of training nor part of the identity.
+RUN_SETTINGS = ("methods", "labelled", "workers", "gpus", "checkpoint_every", "knn_every", "knn_samples")
+
+
+def weight_settings(cfg: dict) -> dict:
+    """A run's config without the `train` keys that cannot change its weights (RUN_SETTINGS)."""
+    return cfg | {"train": {k: v for k, v in cfg["train"].items() if k not in RUN_SETTINGS}}
+
+
 def run_identity(method: str, cfg: dict, files: dict[str, list[str]], labelled: str | None,
                  labelled_items: list[tuple[str, int]] | None) -> dict:
     """What a resume copy must have been made from to be resumed: `files` holds the file sets the run reads."""

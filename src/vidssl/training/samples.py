@@ -1,4 +1,5 @@
-"""Training samples: index i of a run -> one sample of its method (see vidssl.training.methods), and each rank's share of a step.
+"""Training samples: index i of a run -> one sample of its view source (vidssl.training.views), and each rank's share
+of a step.
 
 Sample j of step s is the global index s * batch + j; its content (which frame/pair, which track, the augmentation) is a
 pure function of (seed, index). Runs therefore repeat exactly whatever the number of workers or GPUs, and a resumed
@@ -7,33 +8,18 @@ run sees the same data as an uninterrupted one.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from vidssl.core.errors import UserError
-from vidssl.core.images import IMAGE_SUFFIXES, read_image
+from vidssl.core.images import read_image
 from vidssl.core.io import read_parquet
-from vidssl.datasets.labelled import train_split
+from vidssl.datasets.labelled import list_labelled  # noqa: F401  (the trainer's lister, numbered as evaluation)
 from vidssl.training.augment import MocoV2Augment
-from vidssl.training.methods import get as get_method
+from vidssl.training.methods import Method, view_module
 from vidssl.video.chunk_store import ChunkStore
-
-
-def list_labelled(root: str | Path, split: dict | None = None) -> tuple[list[tuple[str, int]], list[str]]:
-    """(path, label) of every image of an ImageFolder root `<class>/<image>`, and the class names; with `split`
-    (test_fraction, seed) only its train split (vidssl.datasets.labelled.train_split)."""
-    if split:
-        return train_split(root, **split)
-    root = Path(root)
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
-    items = [(str(p), label) for label, name in enumerate(classes)
-             for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not items:
-        raise UserError(f"labelled set {root}: no <class>/<image>.jpg files")
-    return items, classes
 
 
 def read_labelled_image(path: str) -> np.ndarray:
@@ -58,23 +44,23 @@ def step_batches(start: int, steps: int, batch: int, rank: int, world: int):
 
 
 class TrainingSamples(torch.utils.data.Dataset):
-    """Index i -> one training sample; an epoch is a seeded permutation of the method's units (frames, pairs, images)."""
+    """Index i -> one training sample; an epoch is a seeded permutation of the view's units (frames, pairs, images)."""
 
-    def __init__(self, method: str, *, stores: list[ChunkStore], frame_pairs: pd.DataFrame | None,
+    def __init__(self, method: Method, *, stores: list[ChunkStore], frame_pairs: pd.DataFrame | None,
                  tracks: dict | None, labelled: list[tuple[str, int]] | None, image_size: int, seed: int):
-        self.method = get_method(method)
+        self.method, self.view = method, view_module(method)
         self.stores, self.frame_pairs, self.tracks, self.labelled, self.seed = stores, frame_pairs, tracks, labelled, seed
         self.augment = MocoV2Augment(image_size)
-        self.units = self.method.units(self)
+        self.units = self.view.units(self)
         if len(self.units) == 0:
-            raise UserError(f"{method}: no training samples (empty chunks/pairs/labelled set)")
+            raise UserError(f"{method.name}: no training samples (empty chunks/pairs/labelled set)")
         self._epoch, self._order = None, None
 
     @classmethod
-    def from_files(cls, method: str, files: dict[str, list[str]], labelled: list[tuple[str, int]] | None, *,
+    def from_files(cls, method: Method, files: dict[str, list[str]], labelled: list[tuple[str, int]] | None, *,
                    image_size: int, seed: int) -> TrainingSamples:
         """The samples of `method` from the file sets it reads (vidssl.training.methods.INPUTS keys); others are not opened."""
-        reads = get_method(method).inputs
+        reads = method.inputs
         return cls(method, stores=[ChunkStore(p) for p in files["chunks"]] if "chunks" in reads else [],
                    frame_pairs=pd.concat([read_parquet(p) for p in files["frame_pairs"]], ignore_index=True)
                    if "frame_pairs" in reads else None,
@@ -105,9 +91,9 @@ class TrainingSamples(torch.utils.data.Dataset):
         for index in indices:
             epoch, position = divmod(index, len(self.units))
             units.append(self.units[int(self.order(epoch)[position])])
-        keys = [self.method.frame_keys(self, unit) for unit in units]
+        keys = [self.view.frame_keys(self, unit) for unit in units]
         frames = self.read_frames({key for unit_keys in keys for key in unit_keys})
-        return [self.method.sample(self, unit, [frames[key] for key in unit_keys],
+        return [self.view.sample(self, unit, [frames[key] for key in unit_keys],
                                    np.random.default_rng([self.seed, index]))
                 for index, unit, unit_keys in zip(indices, units, keys)]
 

@@ -1,5 +1,6 @@
-"""Training of one method (vidssl.training.methods holds the four) on one device or under torchrun (DistributedDataParallel),
-in the phases of DINO's train_dino: set-up, resume, the steps (one `train_step` each), checkpoint and export.
+"""Training of one method (an objective on a view source: vidssl.training.methods) on one device or under torchrun
+(DistributedDataParallel), in the phases of DINO's train_dino: set-up, resume, the steps (one `train_step` each),
+checkpoint and export. Nothing here names an objective, a view source or a backbone.
 
 `launch` starts a run in this process or, for several GPUs, under torchrun, whose processes each enter through `main`,
 the command line below it. Samples are a function of (seed, index) (see vidssl.training.samples), so a run repeats exactly.
@@ -18,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,29 +28,24 @@ import torchvision
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vidssl.core.config import check_queue
 from vidssl.core.devices import claim_gpus
 from vidssl.core.errors import UserError
 from vidssl.core.io import atomic_path, write_csv
 from vidssl.models.backbone import export_backbone
 from vidssl.training import distributed
-from vidssl.training.fingerprint import describe, differences, run_identity
-from vidssl.training.knn_monitor import KNN_SAMPLES, KnnMonitor
-from vidssl.training.methods import INPUTS, METHODS, Method, check_inputs
-from vidssl.training.methods import get as get_method
+from vidssl.training.fingerprint import (
+    describe,
+    differences,
+    run_identity,
+    weight_settings,
+)
+from vidssl.training.knn_monitor import KnnMonitor
+from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get
+from vidssl.training.objective import Objective
+from vidssl.training.optim import base_lr, build_optimizer, scheduled_lr
 from vidssl.training.samples import TrainingSamples, list_labelled, step_batches
 
-CSV_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "knn_top1", "loss_fresh_queue"]
-
-
-def base_lr(cfg: dict) -> float:
-    """train.lr is for a batch of 256 (the linear scaling rule)."""
-    return cfg["train"]["lr"] * int(cfg["train"]["batch_size"]) / 256
-
-
-def cosine_lr(base_lr: float, step: int, steps: int) -> float:
-    """The schedule is a function of the step alone, so a checkpoint needs no scheduler object to resume it."""
-    return base_lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+CSV_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "knn_top1"]  # then the objective's monitor columns
 
 
 def run_info(cfg: dict, device: torch.device) -> dict:
@@ -102,7 +99,7 @@ class Run:
     data: TrainingSamples
     labelled: list[tuple[str, int]] | None
     device: torch.device
-    model: torch.nn.Module
+    model: Objective
     optimizer: torch.optim.Optimizer
     out: Path
     identity: dict  # what the run is made from (vidssl.training.fingerprint): a resume copy must match it
@@ -121,11 +118,15 @@ class Run:
 
     @property
     def base_lr(self) -> float:
-        return base_lr(self.cfg)
+        return base_lr(self.cfg["train"])
 
     @property
-    def trained(self) -> torch.nn.Module:
-        return self.method.trained(self.model)
+    def trunk(self) -> torch.nn.Module:
+        return self.model.trunk()
+
+    @property
+    def columns(self) -> list[str]:
+        return CSV_FIELDS + list(self.model.monitor_columns)
 
     @property
     def resume_path(self) -> Path:
@@ -142,8 +143,6 @@ def check_settings(method: Method, cfg: dict, files: dict, labelled: str | None)
     batch, world = int(cfg["train"]["batch_size"]), distributed.world_size()
     if batch % world:
         raise UserError(f"train.batch_size {batch} is not divisible by the {world} GPUs")
-    if "moco" in method.config_sections:
-        check_queue(cfg["moco"]["queue"], batch)
     check_inputs(method, files, labelled)
 
 
@@ -154,14 +153,14 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
         torch.cuda.set_device(device)
     items, classes = list_labelled(labelled, cfg.get("labelled_split")) if labelled else (None, [])
     seed = int(cfg["seed"])
-    data = TrainingSamples.from_files(method.name, files, items, image_size=cfg["model"]["image_size"], seed=seed)
+    data = TrainingSamples.from_files(method, files, items, image_size=cfg["model"]["image_size"], seed=seed)
     torch.manual_seed(seed)
-    model = method.model(cfg, len(classes)).to(device)
+    model = build_objective(method, cfg, len(classes)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(method.trained(model).parameters(), lr=base_lr(cfg), momentum=0.9,
-                                weight_decay=cfg["train"]["weight_decay"])
-    identity = run_identity(method.name, cfg, {key: files[key] for key in method.inputs}, labelled, items)
+    optimizer = build_optimizer(model.trainable(), cfg["train"])
+    identity = run_identity(method.name, weight_settings(cfg), {key: files[key] for key in method.inputs}, labelled,
+                            items)
     return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir), identity=identity)
 
 
@@ -192,42 +191,34 @@ def resume(run: Run, log: logging.Logger) -> None:
 def train_step(run: Run, step: int, batch: dict) -> tuple[torch.Tensor, float]:
     """One optimiser step on this rank's share of a global batch: the loss averaged over the ranks (still on the
     device), and the learning rate used."""
-    lr = cosine_lr(run.base_lr, step, run.steps)
+    lr = scheduled_lr(run.base_lr, step, run.steps, int(run.cfg["train"]["warmup_steps"]))
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
     if run.device.type == "cuda":
-        for key in run.method.image_keys:
+        for key in run.data.view.IMAGE_KEYS:
             batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
-        loss = run.method.loss(run.stepper, batch)
+        loss = run.stepper(batch, step)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
+    run.model.after_step(step)
     return distributed.average(loss.detach()), lr
 
 
-def monitor_batches(run: Run, step: int) -> tuple[dict, list[torch.Tensor]]:
-    """The fresh-queue scoring's seeded random samples at `step` (this rank's share of a global batch each): a held
-    batch, and the key views of as many batches as fill the queue. Read as the DataLoader reads a batch, one HDF5 call
-    per shard."""
+def monitor_draw(run: Run, step: int) -> Callable[[], dict]:
+    """Seeded random batches for the objective's monitor at `step`, each this rank's share of a global batch, read
+    as the DataLoader reads a batch (one HDF5 call per shard)."""
     rng = np.random.default_rng([int(run.cfg["seed"]), step])
     per_rank = run.batch // distributed.world_size()
 
-    def batch() -> dict:
+    def draw() -> dict:
         ids = rng.integers(0, len(run.data), run.batch)[distributed.rank() * per_rank:][:per_rank]
         samples = torch.utils.data.default_collate(run.data.__getitems__(ids.tolist()))
         return {k: v.to(run.device) for k, v in samples.items()}
 
-    held = batch()
-    return held, [batch()["x_k"] for _ in range(-(-run.model.queue.shape[1] // run.batch))]
-
-
-def fresh_queue_loss(run: Run, step: int) -> float:
-    """MoCo.fresh_queue_loss on `monitor_batches`, averaged over the ranks; every rank takes part, since the key
-    encoder's shuffle gathers across them."""
-    held, fill = monitor_batches(run, step)
-    return float(distributed.average(run.model.fresh_queue_loss(held["x_q"], held["x_k"], fill)))
+    return draw
 
 
 def train_steps(run: Run, last: int) -> None:
@@ -239,7 +230,7 @@ def train_steps(run: Run, last: int) -> None:
                                              distributed.world_size()),
         num_workers=int(t["workers"]), persistent_workers=int(t["workers"]) > 0, pin_memory=run.device.type == "cuda",
         generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
-    knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed, int(t.get("knn_samples", KNN_SAMPLES))) \
+    knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed, int(t["knn_samples"])) \
         if run.labelled and t["knn_every"] and distributed.is_main() else None
     run.stepper.train()
     progress = tqdm(total=last - run.start, desc=f"train {run.method.name}", disable=not distributed.is_main(),
@@ -249,13 +240,13 @@ def train_steps(run: Run, last: int) -> None:
         loss, lr = train_step(run, step, batch)
         done = step + 1
         row = {"step": done, "epoch": done * run.batch / len(run.data), "loss": loss, "lr": lr,
-               "images_per_s": run.batch * len(run.method.image_keys) / (time.perf_counter() - clock),
-               "knn_top1": float("nan"), "loss_fresh_queue": float("nan")}
+               "images_per_s": run.batch * len(run.data.view.IMAGE_KEYS) / (time.perf_counter() - clock),
+               "knn_top1": float("nan"), **dict.fromkeys(run.model.monitor_columns, float("nan"))}
         monitored = bool(t["knn_every"]) and (done % t["knn_every"] == 0 or done == run.steps)
         if knn is not None and monitored:
-            row["knn_top1"] = knn(run.trained, run.device)
-        if monitored and "moco" in run.method.config_sections:
-            row["loss_fresh_queue"] = fresh_queue_loss(run, done)
+            row["knn_top1"] = knn(run.trunk, run.device)
+        if monitored:
+            row.update(run.model.monitor(monitor_draw(run, done), done))
         run.history.append(row)
         run.losses.add(row)
         run.losses.settle(keep=1)
@@ -278,12 +269,12 @@ def checkpoint(run: Run, step: int) -> None:
     cuda = run.device.type == "cuda"
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(run.device) if cuda else None}
     state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step,
-             "epoch": step * run.batch / len(run.data), "scheduler": {"cosine_base_lr": run.base_lr, "steps": run.steps},
+             "epoch": step * run.batch / len(run.data), "scheduler": {"base_lr": run.base_lr, "steps": run.steps, "warmup_steps": int(run.cfg["train"]["warmup_steps"])},
              "identity": run.identity, "config": run.cfg, "rng": rng, "history": run.history}
     for path in (run.out / "checkpoint.pt", run.resume_path):
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
-    write_csv(pd.DataFrame(run.history, columns=CSV_FIELDS), run.out / "train.csv")
+    write_csv(pd.DataFrame(run.history, columns=run.columns), run.out / "train.csv")
 
 
 def export(run: Run, final: int, log: logging.Logger) -> None:
@@ -291,7 +282,7 @@ def export(run: Run, final: int, log: logging.Logger) -> None:
     run removes its resume copy, which a later run (--forcerun, other inputs) could otherwise take for its own."""
     if not distributed.is_main():
         return
-    export_backbone(run.trained.state_dict(), run.out / "backbone.pth")
+    export_backbone(run.trunk.state_dict(), run.out / "backbone.pth")
     with atomic_path(run.out / "run.json") as tmp:
         tmp.write_text(json.dumps(run_info(run.cfg, run.device), indent=2))
     if final == run.steps:
@@ -308,7 +299,7 @@ def train(method: str, *, out_dir: str, cfg: dict, labelled: str | None = None, 
     `stop_at` ends this process after that step with a resumable checkpoint (time-sliced jobs); rerunning resumes.
     """
     log = log or logging.getLogger(__name__)
-    spec = get_method(method)
+    spec = get(method)
     local_rank = distributed.join(cfg["train"].get("gpus", 1))
     check_settings(spec, cfg, files, labelled)
     run = set_up(spec, files, labelled, out_dir, cfg, local_rank)
@@ -367,7 +358,7 @@ def option(key: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train one vidssl method (run under torchrun for several GPUs).")
     parser.add_argument("--config-json", required=True, help="JSON file with the seed, model, moco and train sections")
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, help="a method name (vidssl.training.methods.get)")
     for key, files in INPUTS.items():
         parser.add_argument(option(key), nargs="*", default=None, help=f"the {files}")
     parser.add_argument(option("labelled"), default=None, help="a labelled ImageFolder set")

@@ -1,0 +1,1 @@
+"""Training objectives, one module each (see vidssl.training.objective for what a module declares and provides)."""
