@@ -85,6 +85,8 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
         ("partseg:\n  size: 32\n", {"partseg_probe", "table5", "all"}),
         ("partseg:\n  seeds: [0, 1, 2]\n", {"partseg_probe", "table5", "all"}),
         ("table5:\n  bootstrap: 200\n", {"table5", "all"}),
+        # loader workers, checkpoint and monitor intervals cannot change the weights: training does not rerun
+        ("train:\n  workers: 1\n  checkpoint_every: 7\n  knn_every: 0\n  knn_samples: 10\n", {"all"}),
         ("invariance:\n  bootstrap: 50\n", {"invariance", "invariance_summary", "all"}),
         ("moco:\n  momentum: 0.9\n",
          {"train[moco]", "train[fti]", "train[region_tracker]", "training_plot", "features", "partseg_features",

@@ -356,3 +356,32 @@ def test_the_method_specs_and_the_training_plot_load_without_torch():
     code = ("import sys, vidssl.report.figures, vidssl.training.methods as m, vidssl.core.config, vidssl.models as b; "
             "[m.get(n).inputs for n in m.ALIASES]; b.check_arch('resnet18'); sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_settings_that_cannot_change_the_weights_never_restart_a_resumed_run(data, tmp_path):
+    """Killed at step 2 and resumed with other loader workers, checkpoint interval and monitor settings, a run ends
+    with the weights of one run straight through: those settings are not part of what a resume copy must match."""
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=4, workers=0, checkpoint_every=100, knn_every=0)
+    straight = run("region_tracker", data, tmp_path / "straight", cfg=cfg)
+    before = copy.deepcopy(cfg)
+    before["train"].update(workers=1, checkpoint_every=1, knn_every=1, knn_samples=4)
+    assert run("region_tracker", data, tmp_path / "resumed", cfg=before, stop_at=2)["steps"] == 2
+    after = copy.deepcopy(cfg)
+    after["train"].update(workers=2, checkpoint_every=3, knn_every=2)
+    resumed = run("region_tracker", data, tmp_path / "resumed", cfg=after)
+    assert resumed["resumed_from"] == 2 and resumed["loss"] == straight["loss"]
+    ours, theirs = (torch.load(tmp_path / name / "backbone.pth", weights_only=True) for name in ("resumed", "straight"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adamw"])
+def test_the_optimiser_and_warm_up_are_configuration(data, tmp_path, optimizer):
+    cfg = copy.deepcopy(CFG)
+    cfg["train"].update(steps=4, knn_every=0, optimizer=optimizer, warmup_steps=2)
+    result = run("moco", data, tmp_path / optimizer, cfg=cfg)
+    log = pd.read_csv(tmp_path / optimizer / "train.csv")
+    peak = 0.06 * 8 / 256
+    # linear warm-up to the peak over 2 steps, then the cosine from the peak to 0 at step 4
+    assert log.lr.tolist() == pytest.approx([peak / 2, peak, peak, peak / 2])
+    assert all(map(math.isfinite, result["loss"]))
