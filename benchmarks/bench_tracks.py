@@ -27,10 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import yaml
 from sklearn.datasets import load_sample_image
 
 from vidssl import synthetic
-from vidssl.core.io import read_parquet
+from vidssl.contracts import BOX, SYNTHETIC_BOXES, TRACKS
 from vidssl.tracking.pairs import keyframes
 from vidssl.tracking.proposals import propose_shard
 from vidssl.tracking.selective_search import selective_search, single_opencv_thread
@@ -43,6 +44,7 @@ TARGET = 0.05
 LENGTH = 60
 TRACK_PARAMS = dict(score_threshold=0.5, min_length=10, link_floor=0.3, points=16, fb_error=1.0, max_tracks=50)
 PAIRS = dict(k=40, mode="strided")  # the paper's: one pair (0, 40) per 60-frame chunk
+SEARCH = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())["proposals"]
 USED = PAIRS["k"] + 1  # frames 0-40, those the pairs use
 TIME_TARGETS = {10: 0.15, 40: 0.06}  # stages' time with keyframe_every N over dense, per chunk
 SOURCE = (320, 240)  # scenes are rendered at this size and stored at 128 px, as the chunks stage does
@@ -123,7 +125,7 @@ def synthetic_world_videos(n_frames: int, folder: Path, n_videos: int = 8) -> li
     """Default-world synthetic videos (160 x 120, one to three objects each, passing occluders) with their boxes."""
     synthetic.generate_videos(folder, classes=["car", "person", "bird"], n_videos=n_videos, n_frames=n_frames,
                               size=(160, 120), seed=2)
-    boxes = read_parquet(folder / "boxes.parquet")
+    boxes = SYNTHETIC_BOXES.read(folder / "boxes.parquet")
     videos = []
     for path in sorted(folder.glob("*.mp4")):
         capture = cv2.VideoCapture(str(path))
@@ -132,7 +134,7 @@ def synthetic_world_videos(n_frames: int, folder: Path, n_videos: int = 8) -> li
         truth = {}
         for obj, rows in boxes[boxes.video == path.stem].groupby("object"):
             truth[int(obj)] = np.full((n_frames, 4), np.nan, np.float32)
-            truth[int(obj)][rows.frame.to_numpy()] = rows[["x1", "y1", "x2", "y2"]].to_numpy()
+            truth[int(obj)][rows.frame.to_numpy()] = rows[BOX].to_numpy()
         videos.append((frames, truth, None))
     return videos
 
@@ -167,10 +169,10 @@ def run_stages(chunks: str, folder: Path, every: int) -> tuple[pd.DataFrame, flo
     """Proposals and tracks with keyframe_every `every`, one OpenCV thread: the tracks, CPU and wall seconds."""
     with single_opencv_thread():
         wall, cpu = time.perf_counter(), time.process_time()
-        propose_shard(chunks, folder / f"proposals{every}.parquet", keyframe_every=every, pairs=PAIRS)
+        propose_shard(chunks, folder / f"proposals{every}.parquet", **SEARCH, keyframe_every=every, pairs=PAIRS)
         track_shard(chunks, folder / f"proposals{every}.parquet", folder / f"tracks{every}.parquet")
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return read_parquet(folder / f"tracks{every}.parquet"), cpu, wall
+    return TRACKS.read(folder / f"tracks{every}.parquet"), cpu, wall
 
 
 def median_link_time(frames: list, proposals: list, keys=None) -> float:
@@ -227,7 +229,7 @@ def coverages(tracks: pd.DataFrame, truth: dict, starts: list[int], scale: float
             best = 0
             for _, track in chunk_tracks.groupby("track"):
                 target = boxes[start + track.frame.to_numpy()] * scale
-                hits = (box_iou(track[["x1", "y1", "x2", "y2"]].to_numpy(), np.nan_to_num(target)).diagonal() >= 0.5)
+                hits = (box_iou(track[BOX].to_numpy(), np.nan_to_num(target)).diagonal() >= 0.5)
                 best = max(best, int((hits & np.isfinite(target[:, 0])).sum()))
             result.append(best / seen.sum())
     return result
@@ -235,7 +237,7 @@ def coverages(tracks: pd.DataFrame, truth: dict, starts: list[int], scale: float
 
 def pair_ends(tracks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ids of the tracks present at frames 0 and k, and their boxes there."""
-    first, last = (tracks[tracks.frame == f].set_index("track")[["x1", "y1", "x2", "y2"]] for f in (0, PAIRS["k"]))
+    first, last = (tracks[tracks.frame == f].set_index("track")[BOX] for f in (0, PAIRS["k"]))
     both = first.index.intersection(last.index)
     return both.to_numpy(), first.loc[both].to_numpy(), last.loc[both].to_numpy()
 

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from vidssl.core.io import read_parquet
+from vidssl.contracts import BOX, BOX_A, MANIFEST, SYNTHETIC_BOXES, TRACK_PAIRS
 from vidssl.tracking.tracks import box_iou
 from vidssl.video.chunk_store import ChunkStore
 from vidssl.video.chunks import stored_size
@@ -28,9 +28,9 @@ def source_frames(chunk_paths: list[Path]) -> dict[tuple[str, int, int], int]:
 
 def best_overlaps(pairs: pd.DataFrame, truth: pd.DataFrame, scale: float, sources: dict) -> np.ndarray:
     """Per pair, the largest IoU of its first box with a true object box in the same frame (0 where none)."""
-    boxes = {key: group[["x1", "y1", "x2", "y2"]].to_numpy() * scale for key, group in truth.groupby(["video", "frame"])}
+    boxes = {key: group[BOX].to_numpy() * scale for key, group in truth.groupby(["video", "frame"])}
     best = np.zeros(len(pairs))
-    firsts = pairs[["ax1", "ay1", "ax2", "ay2"]].to_numpy()
+    firsts = pairs[BOX_A].to_numpy()
     for i, key in enumerate(pairs[["video", "chunk", "frame_a"]].itertuples(index=False)):
         true = boxes.get((key.video, sources[(key.video, int(key.chunk), int(key.frame_a))]))
         if true is not None:
@@ -40,12 +40,12 @@ def best_overlaps(pairs: pd.DataFrame, truth: pd.DataFrame, scale: float, source
 
 def main(run_dir: Path) -> None:
     results = run_dir / "results"
-    pairs = pd.concat([read_parquet(p) for p in sorted((results / "pairs").glob("*.tracks.parquet"))])
-    truth = read_parquet(run_dir / "resources" / "synthetic" / "videos" / "boxes.parquet")
+    pairs = pd.concat([TRACK_PAIRS.read(p) for p in sorted((results / "pairs").glob("*.tracks.parquet"))])
+    truth = SYNTHETIC_BOXES.read(run_dir / "resources" / "synthetic" / "videos" / "boxes.parquet")
     chunk_paths = sorted((results / "chunks").glob("*.h5"))
     with h5py.File(chunk_paths[0], "r") as store:
         max_side = int(store.attrs["max_side"])
-    width, height = (int(v) for v in read_parquet(results / "manifest.parquet")[["width", "height"]].iloc[0])
+    width, height = (int(v) for v in MANIFEST.read(results / "manifest.parquet")[["width", "height"]].iloc[0])
     scale = stored_size(width, height, max_side)[0] / width  # the chunk stage's resize of every frame
     best = best_overlaps(pairs, truth, scale, source_frames(chunk_paths))
     print(f"{len(pairs)} patch pairs: {np.mean(best >= 0.5):.3f} on an object (IoU >= 0.5), "

@@ -20,7 +20,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from conftest import moving_square_frames, write_jpeg_folder, write_mp4
+from conftest import moving_square_frames, search_params, write_jpeg_folder, write_mp4
 from test_partseg import plain_car, write_image
 from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_video import with_exif_orientation, write_mkv
@@ -77,7 +77,7 @@ def stages(corpus) -> dict:
     write_manifest(manifest, str(out / "manifest.parquet"))
     summary = extract_chunks(read_parquet(out / "manifest.parquet"), str(out / "chunks.h5"), shard=0,
                                    per_video=1, length=LENGTH, max_side=64, jpeg_quality=90)
-    proposals.propose_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), threads=1)
+    proposals.propose_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), **search_params(), threads=1)
     tracks.track_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), str(out / "tracks.parquet"))
     return dict(manifest=read_parquet(out / "manifest.parquet").set_index("video"), chunk_summary=summary,
                 store=ChunkStore(out / "chunks.h5"), proposals=read_parquet(out / "proposals.parquet"),
@@ -141,7 +141,7 @@ def test_pascal_part_file_missing_a_field_is_a_recorded_skip(tmp_path):
 def run_invariance_script(tmp_path: Path, feature_files: list[Path]) -> subprocess.CompletedProcess:
     """workflow/scripts/invariance.py as Snakemake runs it: a fresh Python with a `snakemake` object in its globals."""
     job = dict(input=[str(p) for p in feature_files], output=[str(tmp_path / "out.csv")], log=[str(tmp_path / "job.log")],
-               params={"invariance": {"top_k": [2], "firing_rate": 0.01, "min_set_size": 2}, "seed": 0})
+               params={"invariance": {"top_k": [2], "firing_rate": 0.01, "min_set_size": 2, "bootstrap": 0}, "seed": 0})
     code = ("import json, runpy, sys, types\n"
             "job = json.loads(sys.argv[1])\n"
             "smk = types.SimpleNamespace(input=job['input'], output=job['output'], log=job['log'], rule='invariance',\n"
@@ -226,7 +226,7 @@ def test_aloi_and_got10k_names_that_are_not_utf8_are_recorded_and_the_rest_read(
         write_video(got, name, [8, 0])
     (got / "V2").rename(raw_name(got, b"V\xe92"))  # Latin-1 bytes, listed as they are
     (got / "list.txt").write_bytes(b"V1\nV\xe92\nV3\n")
-    names, skipped = written_index({"reader": "got10k", "root": str(got)}, tmp_path / "got.parquet")
+    names, skipped = written_index({"reader": "got10k", "root": str(got), "seed": 1992}, tmp_path / "got.parquet")
     assert names == ["00000001.jpg", "00000001.jpg", "00000002.jpg", "00000002.jpg"]
     unreadable = {item: reason for item, reason in skipped.items() if "\\xe9" in item}
     assert len(unreadable) == 2 and all(r.startswith("name is not valid UTF-8") for r in unreadable.values())

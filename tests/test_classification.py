@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score
 from vidssl.core.errors import UserError
 from vidssl.core.io import write_parquet
 from vidssl.datasets.eval_sets import WHOLE_IMAGE
-from vidssl.evaluation import classification
+from vidssl.evaluation import classification, knn
 
 CLASSES, PER_CLASS, TEST_PER_CLASS = 4, 40, 10
 
@@ -28,7 +28,7 @@ def one_hot(labels, width=16):
 
 
 def test_knn_k_is_200_or_a_tenth_of_the_training_split():
-    assert classification.knn_k(5000) == 200 and classification.knn_k(120) == 12 and classification.knn_k(3) == 1
+    assert knn.knn_k(5000) == 200 and knn.knn_k(120) == 12 and knn.knn_k(3) == 1
 
 
 @pytest.mark.parametrize("predict", ["knn", "linear"])
@@ -38,7 +38,7 @@ def test_one_hot_labels_score_100_and_constant_features_score_chance(predict):
     def top1(features):
         train_x, test_x, train_y = features[~test], features[test], labels[~test]
         if predict == "knn":
-            predicted = classification.knn_predict(train_x, train_y, test_x)
+            predicted = knn.knn_predict(train_x, train_y, test_x)
         else:
             predicted = classification.linear_probe_predict(train_x, train_y, test_x, seed=0)
         return classification.top1(predicted, labels[test])
@@ -54,8 +54,8 @@ def test_knn_votes_are_temperature_weighted():
     # temperature the votes are nearly equal and the majority wins
     train = np.array([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8]])
     query = np.array([[0.5, 0.866]])
-    assert classification.knn_predict(train, [0, 0, 1], query, k=3).tolist() == [1]
-    assert classification.knn_predict(train, [0, 0, 1], query, k=3, temperature=100.0).tolist() == [0]
+    assert knn.knn_predict(train, [0, 0, 1], query, k=3).tolist() == [1]
+    assert knn.knn_predict(train, [0, 0, 1], query, k=3, temperature=100.0).tolist() == [0]
 
 
 def test_voc_average_precision_equals_sklearn_when_precision_only_falls():

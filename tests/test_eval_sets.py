@@ -12,8 +12,9 @@ import yaml
 
 from vidssl.core.io import UserError
 from vidssl.datasets.aloi import aloi_index
-from vidssl.datasets.eval_sets import COLUMNS, load_image, synthetic_index
-from vidssl.datasets.got10k import got10k_index
+from vidssl.contracts import EVAL_INDEX
+from vidssl.datasets.eval_sets import load_image, synthetic_index
+from vidssl.datasets.got10k import AUTHORS_SEED, got10k_index
 from vidssl.datasets.labelled import imagefolder_index, split_index, voc07_index
 from vidssl.datasets.pascal3d import pascal3d_index
 from vidssl.datasets.readers import build_index
@@ -50,7 +51,7 @@ def aloi_root(tmp_path):
 
 def test_aloi_each_object_folder_one_set_and_its_own_class(aloi_root):
     frame, skipped = aloi_index(aloi_root / "ALOI_viewpoint", dataset="aloi_viewpoint")
-    assert list(frame.columns) == COLUMNS
+    assert list(frame.columns) == EVAL_INDEX.names
     assert (frame["dataset"] == "aloi_viewpoint").all()
     assert sets_by_name(frame) == {1: ["1_r0.png", "1_r5.png"], 2: ["2_r0.png"],
                                    4: ["4_r0.png", "4_r10.png", "4_r15.png"], 1000: ["1000_r0.png"]}
@@ -132,8 +133,8 @@ def got_root(tmp_path):
 
 
 def test_got10k_authors_rule_one_frame_per_level_cropped_to_its_box(got_root):
-    frame, skipped = got10k_index(got_root)
-    assert list(frame.columns) == COLUMNS and (frame["dataset"] == "got10k_occlusion").all()
+    frame, skipped = got10k_index(got_root, seed=AUTHORS_SEED)
+    assert list(frame.columns) == EVAL_INDEX.names and (frame["dataset"] == "got10k_occlusion").all()
     members = {int(s): [p.split("/")[-2] + "/" + p.split("/")[-1] for p in g["path"]] for s, g in frame.groupby("set")}
     # sets count the kept videos in list.txt order: V1 -> 0, V3 -> 1, V5 -> 2
     assert {s: sorted(m) for s, m in members.items()} == {
@@ -157,7 +158,7 @@ def test_got10k_draws_are_the_authors_seeded_numpy_draws(tmp_path):
     np.random.seed(1992)  # the authors' script: one global seed, one np.random.choice per level of each kept video
     expected = [np.random.choice([4, 5, 6, 7]), np.random.choice([0, 1, 2, 3]),
                 np.random.choice([0, 1, 2, 3, 4]), np.random.choice([5, 6, 7])]
-    frame, _ = got10k_index(root)
+    frame, _ = got10k_index(root, seed=AUTHORS_SEED)
     chosen = sorted((p.split("/")[-2], int(p.split("/")[-1][:8]) - 1) for p in frame["path"])
     assert chosen == sorted(zip("AABB", expected))
     other, _ = got10k_index(root, seed=7)
@@ -167,7 +168,7 @@ def test_got10k_draws_are_the_authors_seeded_numpy_draws(tmp_path):
 def test_got10k_needs_list_txt(tmp_path):
     (tmp_path / "g").mkdir()
     with pytest.raises(UserError, match="list.txt"):
-        got10k_index(tmp_path / "g")
+        got10k_index(tmp_path / "g", seed=AUTHORS_SEED)
 
 
 def write_record(path, objects):
@@ -217,7 +218,7 @@ def pascal_members(frame):
 
 def test_pascal3d_viewpoint_instance_sets(pascal3d_root):
     frame, skipped = pascal3d_index(pascal3d_root, dataset="pascal3d_viewpoint_instance")
-    assert list(frame.columns) == COLUMNS and (frame["dataset"] == "pascal3d_viewpoint_instance").all()
+    assert list(frame.columns) == EVAL_INDEX.names and (frame["dataset"] == "pascal3d_viewpoint_instance").all()
     # aeroplane: a01 (azimuth bin 1) -> set 0. car, in order n01 n02 n03 p_a#0 p_a#1 p_b#0 with azimuth bins
     # 0 0 3 0 3 5, starts at 1: the j-th of each bin -> 1 + j
     assert pascal_members(frame) == {0: ["a01"], 1: ["n01", "n03", "p_b"], 2: ["n02", "p_a"], 3: ["p_a"]}
@@ -242,7 +243,7 @@ def test_split_index_stratified_and_seeded(tmp_path):
         for i in range(count):
             write_image(tmp_path / "set" / name / f"{i}.png")
     frame, skipped = split_index(tmp_path / "set", dataset="labelled", test_fraction=0.3, seed=0)
-    assert list(frame.columns) == [*COLUMNS, "split"] and skipped == []
+    assert list(frame.columns) == [*EVAL_INDEX.names, "split"] and skipped == []
     counts = frame.groupby(["class_name", "split"]).size().to_dict()
     assert counts == {("cat", "test"): 3, ("cat", "train"): 7, ("dog", "test"): 1, ("dog", "train"): 3}
     assert dict(zip(frame["class_name"], frame["label"])) == {"cat": 0, "dog": 1} and (frame["set"] == -1).all()
@@ -271,7 +272,7 @@ def test_voc07_marks_per_class(tmp_path):
     for image in ("000001", "000002", "000003", "000005"):
         write_image(tmp_path / "VOC2007" / "JPEGImages" / f"{image}.jpg")
     frame, skipped = voc07_index(tmp_path / "VOC2007", dataset="voc07")
-    assert list(frame.columns) == [*COLUMNS, "split", "target_cat", "target_dog"]
+    assert list(frame.columns) == [*EVAL_INDEX.names, "split", "target_cat", "target_dog"]
     table = {p.split("/")[-1]: (s, c, d) for p, s, c, d in zip(frame["path"], frame["split"], frame["target_cat"],
                                                                  frame["target_dog"])}
     # 000004 is listed but has no image; dog's list omits 000005, marked 0 (ignored)
@@ -318,7 +319,7 @@ def test_synthetic_index_keeps_datasets_and_records_missing_images(tmp_path):
     for _, relative, *_ in rows[1:]:  # the first image is missing
         write_image(tmp_path / relative)
     frame, skipped = synthetic_index(tmp_path, ["viewpoint"])
-    assert list(frame.columns) == COLUMNS
+    assert list(frame.columns) == EVAL_INDEX.names
     assert len(frame) == 5 and (frame["dataset"] == "viewpoint").all()
     assert frame["path"].tolist() == [str(tmp_path / r[1]) for r in rows[1:6]]
     assert frame["set"].tolist() == [0, 0, 1, 1, 1] and (frame["label"] == 1).all()

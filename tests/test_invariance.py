@@ -280,7 +280,8 @@ def write_feature_file(path, features, labels, sets):
 def test_score_feature_files_one_row_per_dataset_measure_and_top_k(tmp_path):
     features, labels, sets = random_problem(0)
     write_feature_file(tmp_path / "aloi_viewpoint.h5", features, labels, sets)
-    table = score_feature_files([str(tmp_path / "aloi_viewpoint.h5")], top_k=[2, 5], firing_rate=0.05, min_set_size=2)
+    table = score_feature_files([str(tmp_path / "aloi_viewpoint.h5")], top_k=[2, 5], firing_rate=0.05, min_set_size=2,
+                                bootstrap=0, seed=0)
     assert table.columns.tolist() == ["dataset", "measure", "top_k", "score", "ci_low", "ci_high"]
     assert table[["ci_low", "ci_high"]].isna().all().all()  # bootstrap 0: no intervals
     assert set(table.dataset) == {"aloi_viewpoint"} and len(table) == len(MEASURES) * 2
@@ -288,7 +289,8 @@ def test_score_feature_files_one_row_per_dataset_measure_and_top_k(tmp_path):
     assert row == pytest.approx(invariance_score(features, labels, sets, top_k=5, firing_rate=0.05))
     (tmp_path / "broken.h5").write_text("not hdf5")
     with pytest.raises(UserError, match="broken.h5: not a readable feature file"):
-        score_feature_files([str(tmp_path / "broken.h5")], top_k=[2], firing_rate=0.05, min_set_size=2)
+        score_feature_files([str(tmp_path / "broken.h5")], top_k=[2], firing_rate=0.05, min_set_size=2, bootstrap=0,
+                            seed=0)
 
 
 def test_invariance_table_has_methods_as_rows_and_invariances_as_columns(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import search_params
 from test_tracks import (
     BOXES,
     chunk_coverage,
@@ -36,7 +37,7 @@ def test_keyframes_of_a_chunk():
     assert len(keyframes(60, 10, 40, "all")) == 42, "all pairs use frames 0-19 and 40-59"
     assert keyframes(30, 10, 40, "strided") == [0, 10, 20, 29], "no pair fits: the last frame ends the chunk"
     with pytest.raises(UserError):
-        keyframes(60, 0)
+        keyframes(60, 0, 40, "strided")
 
 
 def test_every_frame_a_keyframe_is_the_dense_tracker(scene):
@@ -89,7 +90,7 @@ def small_object(tmp_path_factory):
 def test_small_object_followed_with_keyframes(small_object, tmp_path, k, tracked):
     """N = 10: the best track covers >= 80% of every chunk's frames a pair can use (0-40 for k = 40, all for k = 59)."""
     chunks, truth, starts = small_object
-    propose_shard(chunks, tmp_path / "proposals.parquet", keyframe_every=10, pairs=dict(k=k, mode="strided"))
+    propose_shard(chunks, tmp_path / "proposals.parquet", **search_params(keyframe_every=10, pairs=dict(k=k, mode="strided")))
     track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "tracks.parquet")
     tracks = read_parquet(tmp_path / "tracks.parquet")
     assert tracks.frame.max() == tracked - 1
@@ -101,7 +102,7 @@ def test_strided_pairs_search_and_track_only_up_to_the_last_pair_frame(small_obj
     """60-frame chunks, k = 40, N = 40: frames 0 and 40 are searched; frames 41-59 get neither search nor flow."""
     chunks, _, _ = small_object
     proposals, out = tmp_path / "proposals.parquet", tmp_path / "tracks.parquet"
-    summary = propose_shard(chunks, proposals, keyframe_every=40, pairs=dict(k=40, mode="strided"))
+    summary = propose_shard(chunks, proposals, **search_params(keyframe_every=40, pairs=dict(k=40, mode="strided")))
     table = read_parquet(proposals)
     assert set(table.frame) == {0, 40} and summary["frames_searched"] == 8 and summary["frames"] == 240
     params = parquet_metadata(proposals)["params"]

@@ -28,7 +28,7 @@ def test_bad_pair_settings():
     with pytest.raises(UserError):
         frame_pairs(60, 40, "random")
     with pytest.raises(UserError):
-        frame_pairs(60, 0)
+        frame_pairs(60, 0, "strided")
 
 
 def test_write_frame_pairs(tmp_path):

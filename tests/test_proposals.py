@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import search_params
 from test_tracks import make_container, moving_object_frames
 
 from vidssl.core.io import UserError, parquet_metadata, read_parquet
@@ -130,8 +131,8 @@ def test_worker_module_imports_only_opencv_and_numpy():
 
 def test_propose_shard_same_bytes_for_one_and_two_workers(container, tmp_path):
     one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
-    summary = propose_shard(container, one, threads=1)
-    propose_shard(container, two, threads=2)
+    summary = propose_shard(container, one, **search_params(), threads=1)
+    propose_shard(container, two, **search_params(), threads=2)
     assert one.read_bytes() == two.read_bytes()
 
     table = read_parquet(one)
@@ -156,12 +157,12 @@ def test_propose_shard_records_bad_and_empty_frames(container, tmp_path):
     with h5py.File(broken, "r+") as h5:
         h5["jpeg"][3] = np.frombuffer(b"not a jpeg", np.uint8)
     out = tmp_path / "broken.parquet"
-    summary = propose_shard(broken, out, threads=1)
+    summary = propose_shard(broken, out, **search_params(), threads=1)
     assert summary["skipped"] == [dict(video="v0", chunk=0, frame=3, reason="stored JPEG does not decode")]
     table = read_parquet(out)
     assert table.groupby(["video", "frame"]).ngroups == 23 and 3 not in set(table[table.video == "v0"].frame)
 
     out = tmp_path / "empty.parquet"
-    summary = propose_shard(container, out, min_size=1000, threads=1)
+    summary = propose_shard(container, out, **search_params(min_size=1000), threads=1)
     assert len(summary["skipped"]) == 24 and {s["reason"] for s in summary["skipped"]} == {"no proposals"}
     assert len(read_parquet(out)) == 0 and parquet_metadata(out)["frames"] == 24

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_mp4
+from conftest import search_params, write_mp4
 
 from vidssl.core.io import parquet_metadata, read_parquet
 from vidssl.report.figures import contact_sheet
@@ -203,7 +203,7 @@ def test_always_snapping_reproduces_the_earlier_tracker(scene):
 def test_small_object_is_followed_through_every_chunk(tmp_path):
     """An object 12-24 px a side at the stored 128 px: the best track covers >= 80% of every chunk's frames."""
     chunks, truth, starts = small_object_container(tmp_path)
-    propose_shard(chunks, tmp_path / "proposals.parquet", threads=1)
+    propose_shard(chunks, tmp_path / "proposals.parquet", **search_params(), threads=1)
     track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "tracks.parquet")
     tracks = read_parquet(tmp_path / "tracks.parquet")
     coverage = [chunk_coverage(tracks[tracks.chunk == chunk], truth, start) for chunk, start in enumerate(starts)]
@@ -228,7 +228,7 @@ def test_track_shard_and_contact_sheet(tmp_path):
     frames, truth = moving_object_frames(n_frames=24)
     black = [np.zeros((96, 128, 3), np.uint8)] * 24
     chunks = make_container(tmp_path, {"object": frames, "black": black}, length=24)
-    propose_shard(chunks, tmp_path / "proposals.parquet", threads=1)
+    propose_shard(chunks, tmp_path / "proposals.parquet", **search_params(), threads=1)
     out = tmp_path / "tracks.parquet"
     summary = track_shard(chunks, tmp_path / "proposals.parquet", out, score_threshold=0.5, min_length=10)
 

@@ -1,6 +1,7 @@
 """Snakemake adapter: the part-segmentation probe of one method and probe seed, per object class and test image."""
+from vidssl.contracts import PROBE_IMAGES
 from vidssl.core.cli import run_stage
-from vidssl.core.io import write_csv, write_parquet
+from vidssl.core.io import write_csv
 from vidssl.evaluation import partseg_probe
 
 p = snakemake.params
@@ -12,7 +13,7 @@ def stage(log):
                                               seed=int(snakemake.wildcards.probe_seed), log=log)
     log.info("\n%s", classes.to_string())
     write_csv(classes, snakemake.output.classes)
-    write_parquet(images, snakemake.output.images, sort_by=["image", "class_name"])
+    PROBE_IMAGES.write(images, snakemake.output.images)
 
 
 run_stage(snakemake, stage)

@@ -2,8 +2,9 @@
 per method and probe seed."""
 import pandas as pd
 
+from vidssl.contracts import PROBE_IMAGES
 from vidssl.core.cli import run_stage
-from vidssl.core.io import read_parquet, write_csv
+from vidssl.core.io import write_csv
 from vidssl.evaluation import table5, table5_intervals
 
 p = snakemake.params
@@ -17,7 +18,7 @@ def by_method(paths, read):
 
 def stage(log):
     classes = by_method(list(snakemake.input.classes), pd.read_csv)
-    counts = table5_intervals.stack_counts(by_method(list(snakemake.input.images), read_parquet), p.classes)
+    counts = table5_intervals.stack_counts(by_method(list(snakemake.input.images), PROBE_IMAGES.read), p.classes)
     ci = table5_intervals.intervals(counts, reference=p.reference, resamples=p.resamples, seed=p.seed)
     table = table5.build_table({m: table5_intervals.mean_over_seeds(f) for m, f in classes.items()}, p.display_names,
                                p.classes)

@@ -1,9 +1,9 @@
 """The shared layout of the evaluation image lists, the synthetic invariance sets, and image loading.
 
 Every reader (here, in `aloi`, `got10k`, `pascal3d` and `labelled`) returns ``(frame, skipped)``: a DataFrame
-with the columns of `COLUMNS` (one row per image; ``set`` groups the transformed views of one object and is
-unique within the dataset, -1 where a dataset has no sets; the box x1, y1, x2, y2 is in pixels, NaN meaning
-the whole image) and a list of ``{"item", "reason"}`` for everything left out, so that nothing is dropped
+with the columns of `vidssl.contracts.EVAL_INDEX` (one row per image; ``set`` groups the transformed views of one
+object and is unique within the dataset, -1 where a dataset has no sets; the box is in pixels, NaN meaning the whole
+image) and a list of ``{"item", "reason"}`` for everything left out, so that nothing is dropped
 silently.
 """
 from __future__ import annotations
@@ -17,21 +17,20 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from vidssl.contracts import BOX, EVAL_INDEX, STR, TRAJECTORY_INDEX
 from vidssl.core.errors import UserError
 from vidssl.core.images import IMAGE_SUFFIXES, read_image
-from vidssl.core.io import read_parquet
 
-COLUMNS = ["dataset", "path", "label", "class_name", "set", "x1", "y1", "x2", "y2"]
-WHOLE_IMAGE = {"x1": math.nan, "y1": math.nan, "x2": math.nan, "y2": math.nan}
+WHOLE_IMAGE = dict.fromkeys(BOX, math.nan)
+# Strings are cast with str, so that a name given as a number is stored as text.
+_DTYPES = {name: str if dtype is STR else dtype for name, dtype in EVAL_INDEX.columns.items()}
 
 Skipped = list[dict[str, str]]
 
 
 def index_frame(rows: list[dict], extra: list[str] = ()) -> pd.DataFrame:
-    """Rows -> a DataFrame with exactly COLUMNS (then `extra`) and their dtypes (also when empty)."""
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra])
-    return frame.astype({"dataset": str, "path": str, "label": "int64", "class_name": str, "set": "int64",
-                         "x1": "float64", "y1": "float64", "x2": "float64", "y2": "float64"})
+    """Rows -> a DataFrame with exactly EVAL_INDEX's columns (then `extra`) and their dtypes (also when empty)."""
+    return pd.DataFrame(rows, columns=[*EVAL_INDEX.names, *extra]).astype(_DTYPES)
 
 
 def numbered(rows: list[dict], key: Callable[[str], object] = str, extra: list[str] = ()) -> pd.DataFrame:
@@ -60,10 +59,7 @@ def synthetic_index(root, datasets) -> tuple[pd.DataFrame, Skipped]:
     index_path = root / "index.parquet"
     if not index_path.exists():
         raise UserError(f"{index_path}: missing; generate the synthetic trajectories first")
-    index = read_parquet(index_path)
-    missing_columns = {"dataset", "path", "label", "class_name", "set", "frame"} - set(index.columns)
-    if missing_columns:
-        raise UserError(f"{index_path}: missing columns {sorted(missing_columns)}")
+    index = TRAJECTORY_INDEX.read(index_path)
     available = sorted(index["dataset"].unique())
     unknown = sorted(set(datasets) - set(available))
     if unknown:
@@ -88,7 +84,7 @@ def load_image(row, image_size: int) -> np.ndarray:
     image = read_image(path, rgb=True)
     if image is None:
         raise UserError(f"{path}: missing or not a readable image")
-    box = [float(row[key]) for key in ("x1", "y1", "x2", "y2")]
+    box = [float(row[key]) for key in BOX]
     if not any(math.isnan(v) for v in box):
         height, width = image.shape[:2]
         x1, y1 = max(math.floor(box[0]), 0), max(math.floor(box[1]), 0)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vidssl.contracts import BOX
 from vidssl.core.errors import UserError
 from vidssl.core.names import read_lines
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
@@ -18,7 +19,7 @@ DATASET = "got10k_occlusion"
 AUTHORS_SEED = 1992  # the authors' np.random.seed: with it, the frames drawn are theirs
 
 
-def got10k_index(root, *, seed: int = AUTHORS_SEED, min_cover_span: int = 4) -> tuple[pd.DataFrame, Skipped]:
+def got10k_index(root, *, seed: int, min_cover_span: int = 4) -> tuple[pd.DataFrame, Skipped]:
     """The occlusion sets of the videos of ``root/list.txt``, in its order.
 
     A video is kept when the largest minus the smallest of its distinct cover levels is at least `min_cover_span`.
@@ -62,7 +63,7 @@ def _crop_row(folder: Path, frame: int, box: np.ndarray, class_name: str, set_id
     """The index row of one drawn frame, and why it cannot be used (None when it can)."""
     x, y, w, h = (float(v) for v in box)
     row = {"dataset": DATASET, "path": str(folder / f"{frame + 1:08d}.jpg"), "class_name": class_name,
-           "set": set_id, "x1": x, "y1": y, "x2": x + w, "y2": y + h}
+           "set": set_id, **dict(zip(BOX, (x, y, x + w, y + h)))}
     if w <= 0 or h <= 0:
         return row, f"drawn frame has an empty box ({x:g},{y:g},{w:g},{h:g})"
     if not Path(row["path"]).is_file():

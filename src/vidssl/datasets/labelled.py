@@ -1,8 +1,9 @@
 """Image lists of the downstream classification sets: an ImageFolder split by image, an ImageFolder train/val pair,
 and Pascal VOC 2007 multi-label classification.
 
-Each list has the columns of `eval_sets.COLUMNS` (``set`` -1) plus ``split`` ("train" or "test"); VOC 2007's has
-``label`` -1 and one ``target_<class>`` column per class holding VOC's mark (1 present, -1 absent, 0 difficult).
+Each list has the columns of `vidssl.contracts.EVAL_INDEX` (``set`` -1) plus ``split`` ("train" or "test"); VOC
+2007's has ``label`` -1 and one ``target_<class>`` column per class holding VOC's mark (1 present, -1 absent, 0
+difficult). Labels number the sorted class folders that hold images, in training (`list_labelled`) as in evaluation.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vidssl.contracts import SPLIT, TARGET_PREFIX
 from vidssl.core.errors import UserError
 from vidssl.datasets.eval_sets import (
     WHOLE_IMAGE,
@@ -20,11 +22,10 @@ from vidssl.datasets.eval_sets import (
     index_frame,
 )
 
-SPLIT = "split"
-TARGET_PREFIX = "target_"
-
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:
+    """Class name -> its images, for the sorted class folders that hold any: a folder without images is no class, so
+    it takes no label (a label no image carries would differ between a set and its copy without the empty folder)."""
     folders = {folder.name: image_files(folder) for folder in sorted(p for p in root.iterdir() if p.is_dir())}
     folders = {name: images for name, images in folders.items() if images}
     if not folders:
@@ -56,6 +57,15 @@ def train_split(root, *, test_fraction: float, seed: int) -> tuple[list[tuple[st
     train = frame[frame[SPLIT] == "train"]
     classes = frame.drop_duplicates("label").sort_values("label").class_name.tolist()
     return list(zip(train.path.tolist(), train.label.tolist())), classes
+
+
+def list_labelled(root, split: dict | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of every image of an ImageFolder root `<class>/<image>`, and the class names; with `split`
+    (test_fraction, seed) only its train split (`train_split`)."""
+    if split:
+        return train_split(root, **split)
+    folders = _class_folders(existing_root(root, "labelled set"))
+    return [(str(path), label) for label, images in enumerate(folders.values()) for path in images], list(folders)
 
 
 def imagefolder_index(train, val, *, dataset: str) -> tuple[pd.DataFrame, Skipped]:

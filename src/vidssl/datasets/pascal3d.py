@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from vidssl.contracts import BOX
 from vidssl.core.errors import UserError
 from vidssl.core.names import is_number, read_lines
 from vidssl.datasets.eval_sets import Skipped, existing_root, numbered
@@ -93,7 +94,7 @@ def pascal3d_index(root, *, dataset: str) -> tuple[pd.DataFrame, Skipped]:
     else:
         sets = instance_sets(names, azimuths, elevations)
     rows = [{"dataset": dataset, "path": str(entry.image), "class_name": entry.class_name, "set": int(set_id),
-             "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3]}
+             **dict(zip(BOX, box))}
             for entry, box, set_id in zip(kept, boxes, sets)]
     return numbered(rows), skipped
 

@@ -5,7 +5,7 @@ import logging
 
 import pandas as pd
 
-from vidssl.core.io import write_parquet
+from vidssl.contracts import EVAL_INDEX
 from vidssl.core.names import not_utf8, shown
 from vidssl.datasets.aloi import aloi_index
 from vidssl.datasets.eval_sets import Skipped, synthetic_index
@@ -48,7 +48,7 @@ def write_index(source: dict, out_path: str, *, log: logging.Logger | None = Non
     index, skipped = build_index(source)
     for item in skipped:
         log.warning("skipped %s: %s", item["item"], item["reason"])
-    write_parquet(index, out_path, sort_by=["set", "path"], metadata={"skipped": skipped})
+    EVAL_INDEX.write(index, out_path, metadata={"skipped": skipped})
     log.info("%s: %d images in %d sets of %d classes, %d skipped", out_path, len(index),
              index.set.nunique(), index.label.nunique(), len(skipped))
     return index

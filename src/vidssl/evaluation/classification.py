@@ -21,51 +21,18 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from vidssl.contracts import EVAL_INDEX, SPLIT, TARGET_PREFIX, read_features
 from vidssl.core.errors import UserError
-from vidssl.core.io import read_parquet
-from vidssl.datasets.labelled import SPLIT, TARGET_PREFIX
 from vidssl.evaluation import bootstrap
-from vidssl.evaluation.feature_files import read_features
+from vidssl.evaluation.knn import knn_predict
 
 METRICS = ("knn_top1", "linear_top1", "voc07_map")
-KNN_K = 200
-KNN_TEMPERATURE = 0.07
 PROBE_COSTS = tuple(10.0 ** np.arange(-3, 4))  # the inverse regularisation strengths the held-out part chooses among
 PROBE_HELD_OUT = 0.2
 PERCENT = (0.0, 100.0)  # the range of top-1 and of mAP, both in percent
 # Goyal et al.'s VOC07 cost list: their ten given costs, to which their parser appends 0.5 ** 4 ... 0.5 ** 19.
 SVM_COSTS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, *(0.5 ** n for n in range(4, 20)))
 SVM_FOLDS = 3
-_KNN_BATCH = 1024  # test rows per similarity block: bounds memory at 1024 x n_train floats
-
-
-def _unit_rows(features: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; an all-zero row stays zero (cosine 0 to everything)."""
-    features = np.asarray(features, dtype=np.float64)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
-
-
-def knn_k(n_train: int) -> int:
-    """200 neighbours, or a tenth of the training set when that is smaller (200 would outvote a small bank)."""
-    return max(1, min(KNN_K, n_train // 10))
-
-
-def knn_predict(train_x, train_y, test_x, *, k: int | None = None, temperature: float = KNN_TEMPERATURE) -> np.ndarray:
-    """The label of each test row by the k most cosine-similar training rows, each voting exp(similarity / T)
-    (MoCo's kNN monitor); k None: `knn_k`."""
-    train, test = _unit_rows(train_x), _unit_rows(test_x)
-    classes, train_class = np.unique(np.asarray(train_y), return_inverse=True)
-    k = min(knn_k(len(train)) if k is None else k, len(train))
-    predicted = np.empty(len(test), dtype=np.int64)
-    for start in range(0, len(test), _KNN_BATCH):
-        similarity = test[start:start + _KNN_BATCH] @ train.T
-        neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        weights = np.exp(np.take_along_axis(similarity, neighbours, axis=1) / temperature)
-        votes = np.zeros((len(similarity), len(classes)))
-        np.add.at(votes, (np.arange(len(similarity))[:, None], train_class[neighbours]), weights)
-        predicted[start:start + len(similarity)] = votes.argmax(axis=1)
-    return classes[predicted]
 
 
 def _probe(cost: float):
@@ -150,7 +117,7 @@ def top1(predicted, labels) -> float:
 
 def _split_rows(features_path: str, index_path: str) -> tuple[np.ndarray, pd.DataFrame]:
     features, labels, _ = read_features(features_path)
-    index = read_parquet(index_path)
+    index = EVAL_INDEX.read(index_path)
     if len(index) != len(features) or not np.array_equal(index.label.to_numpy(), labels):
         raise UserError(f"{features_path}: does not match {index_path} row for row; delete it and rerun")
     for split in ("train", "test"):

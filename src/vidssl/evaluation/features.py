@@ -5,7 +5,6 @@ with ImageNet statistics, as in the paper's published scoring code.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
@@ -16,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from vidssl.contracts import CROPS, EVAL_INDEX, feature_file
 from vidssl.core.errors import UserError
 from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD
-from vidssl.core.io import atomic_path, read_parquet
 from vidssl.datasets.eval_sets import load_image
 from vidssl.models.backbone import load_backbone
 
@@ -44,7 +43,7 @@ class CropImages(Dataset):
 
     def __init__(self, crops_path: str):
         self.path = crops_path
-        with h5py.File(crops_path, "r") as h5:
+        with CROPS.reading(crops_path, ["images"]) as h5:
             self.length = len(h5["images"])
         self._h5 = self._images = None
 
@@ -61,11 +60,10 @@ class CropImages(Dataset):
 def source(images_path: str, image_size: int) -> tuple[Dataset, np.ndarray, np.ndarray, list[str]]:
     """Dataset, labels, sets and class names of an evaluation index (.parquet) or the part crops (.h5)."""
     if images_path.endswith(".h5"):
-        with h5py.File(images_path, "r") as h5:
-            labels = h5["label"][:].astype(np.int64)
-            classes = json.loads(h5.attrs["classes"])
+        labels = CROPS.read(images_path, ["label"])["label"].astype(np.int64)
+        classes = CROPS.attr(images_path, "classes")
         return CropImages(images_path), labels, np.full(len(labels), -1, np.int64), classes
-    index = read_parquet(images_path)
+    index = EVAL_INDEX.read(images_path)
     classes = index.drop_duplicates("label").sort_values("label").class_name.tolist()
     return IndexImages(index, image_size), index.label.to_numpy(np.int64), index.set.to_numpy(np.int64), classes
 
@@ -85,7 +83,7 @@ def loader_workers(threads: int, cuda: bool) -> int:
 def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, image_size: int | Mapping[str, int],
             batch_size: int, method: str, workers: int | None = None,
             log: logging.Logger | None = None) -> dict[str, int]:
-    """For each (dataset, images_path, out_path): write `features`, `label`, `set`, `class_names`; return image counts.
+    """For each (dataset, images_path, out_path): write its `vidssl.contracts.FEATURES` file; return image counts.
     `image_size` is the input side of every dataset, or a mapping dataset -> side.
 
     The backbone is loaded once for all datasets of a method: a job per (method, dataset) would spend most of its
@@ -105,13 +103,10 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
         if len(images) == 0:
             raise UserError(f"{images_path}: no images to extract features from")
         loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
-        with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-            features = h5.create_dataset("features", (len(images), model.feature_dim), dtype="float32")
-            h5.create_dataset("label", data=labels)
-            h5.create_dataset("set", data=sets)
-            h5.create_dataset("class_names", data=np.array(classes, dtype=object), dtype=h5py.string_dtype())
-            h5.attrs.update(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=side,
-                            width=model.width, stem=model.stem)
+        attrs = dict(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=side,
+                     width=model.width, stem=model.stem)
+        with feature_file(out_path, rows=len(images), dim=model.feature_dim, labels=labels, sets=sets,
+                          class_names=classes, attrs=attrs) as features:
             start = 0
             with torch.inference_mode():
                 for batch in tqdm(loader, desc=f"features {method}/{dataset}"):

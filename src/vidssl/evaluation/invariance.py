@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl.contracts import read_features, require_finite
 from vidssl.core.errors import UserError
 from vidssl.evaluation import bootstrap as resampling
-from vidssl.evaluation.feature_files import read_features
 
 MEASURES = ("class_conditional", "goodfellow", "official")
 OFFICIAL_MIN_SET_SIZE = 3  # fixed in the published procedure, whatever min_set_size says
@@ -58,13 +58,7 @@ def _validate(features, labels, sets) -> tuple[np.ndarray, np.ndarray, np.ndarra
             raise UserError(f"invariance: {name} must have one entry per feature row ({count}), got shape {values.shape}")
         if values.dtype.kind not in "iu":
             raise UserError(f"invariance: {name} must be integers, got dtype {values.dtype}")
-    # min and max propagate NaN and expose inf without an N x D temporary
-    if not (np.isfinite(features.min()) and np.isfinite(features.max())):
-        bad_rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
-        raise UserError(
-            f"invariance: {bad_rows.size} feature rows hold NaN or inf (first rows {bad_rows[:5].tolist()})"
-        )
-    return features, labels, sets
+    return require_finite(features, "invariance"), labels, sets
 
 
 def _layout(labels: np.ndarray, sets: np.ndarray) -> _Layout:
@@ -355,7 +349,7 @@ SCORE_COLUMNS = ["dataset", "measure", "top_k", "score", "ci_low", "ci_high"]
 
 
 def score_feature_files(paths: list[str], *, top_k: list[int], firing_rate: float, min_set_size: int,
-                        bootstrap: int = 0, seed: int = 0) -> pd.DataFrame:
+                        bootstrap: int, seed: int) -> pd.DataFrame:
     """`score_all` of every feature file (the `invariance` config keys and the master seed as arguments), one row per
     dataset (the file's stem), measure and top_k."""
     rows = []

@@ -3,20 +3,18 @@ classes in a Pascal-Part set, cropped with its context and its part-label map, i
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 from tqdm import tqdm
 
+from vidssl.contracts import write_crops
 from vidssl.core.errors import UserError
 from vidssl.core.images import read_image
-from vidssl.core.io import atomic_path
 from vidssl.core.names import read_lines, shown
 from vidssl.datasets.pascal_part import PascalObject, read_annotation
 
@@ -129,19 +127,9 @@ def _sorted_labels(maps: np.ndarray, labels: np.ndarray, seen_parts: dict[str, l
 def _write_crops(out_h5: str | Path, crops: list[np.ndarray], maps: np.ndarray, crop_class: list[str],
                  labels: np.ndarray, crop_split: list[int], crop_image: list[str], *, classes: list[str],
                  part_names: dict[str, list[str]], skipped: list[dict]) -> None:
-    crop_size = maps.shape[-1]
-    strings = h5py.string_dtype()
-    with atomic_path(out_h5) as tmp:
-        with h5py.File(tmp, "w") as out:
-            out.create_dataset("images", data=np.stack(crops), chunks=(1, crop_size, crop_size, 3))
-            out.create_dataset("part_maps", data=maps, compression="gzip", compression_opts=4)
-            out.create_dataset("class_name", data=np.array(crop_class, dtype=object), dtype=strings)
-            out.create_dataset("label", data=labels)
-            out.create_dataset("split", data=np.array(crop_split, np.int8))
-            out.create_dataset("image", data=np.array(crop_image, dtype=object), dtype=strings)
-            out.attrs["classes"] = json.dumps(list(classes))
-            out.attrs["part_names"] = json.dumps(part_names)
-            out.attrs["skipped"] = json.dumps(skipped)
+    write_crops(out_h5, dict(images=np.stack(crops), part_maps=maps, class_name=crop_class, label=labels,
+                             split=crop_split, image=crop_image),
+                dict(classes=list(classes), part_names=part_names, skipped=skipped))
 
 
 def _split_counts(crop_class: list[str], crop_split: list[int], classes: list[str],

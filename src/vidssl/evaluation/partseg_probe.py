@@ -3,21 +3,18 @@ from one frozen representation vector to a part-label map, trained on the crops 
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from vidssl.contracts import CROPS, FEATURES, PROBE_IMAGES, require_finite
 from vidssl.core.errors import UserError
-from vidssl.core.io import empty_frame
-from vidssl.evaluation.feature_files import require_finite
 from vidssl.evaluation.partseg_crops import TEST, TRAIN, resize_maps
 
 
@@ -93,18 +90,11 @@ def train_probe(
     }
 
 
-IMAGE_COLUMNS = {"image": object, "class_name": object, "pixels": np.int64, "correct": np.int64,
-                 "floor_correct": np.int64}
-
-
 def _read_inputs(crops_h5: str | Path, features_h5: str | Path) -> tuple[dict, np.ndarray]:
-    with h5py.File(crops_h5, "r") as crops:
-        data = {"part_names": json.loads(crops.attrs["part_names"]), "class_of": crops["class_name"].asstr()[:],
-                "image_of": crops["image"].asstr()[:], "split": crops["split"][:], "maps": crops["part_maps"][:]}
-    with h5py.File(features_h5, "r") as source:
-        if "features" not in source:
-            raise UserError(f"{features_h5}: no 'features' dataset")
-        features = require_finite(source["features"][:], features_h5)
+    crops = CROPS.read(crops_h5, ["class_name", "image", "split", "part_maps"])
+    data = {"part_names": CROPS.attr(crops_h5, "part_names"), "class_of": crops["class_name"],
+            "image_of": crops["image"], "split": crops["split"], "maps": crops["part_maps"]}
+    features = require_finite(FEATURES.read(features_h5, ["features"])["features"], features_h5)
     if len(features) != len(data["class_of"]):
         raise UserError(
             f"{features_h5}: {len(features)} feature rows but {crops_h5} has {len(data['class_of'])} crops; "
@@ -151,6 +141,6 @@ def probe_all(
         rows.append(row)
     classes_frame = pd.DataFrame(
         rows, columns=["class_name", "parts", "train_crops", "test_crops", "pixel_accuracy", "floor"])
-    images = pd.concat(per_image) if per_image else empty_frame(IMAGE_COLUMNS)
-    images = images.astype(IMAGE_COLUMNS).groupby(["image", "class_name"], as_index=False, sort=True).sum()
-    return classes_frame, images[list(IMAGE_COLUMNS)]
+    images = pd.concat(per_image) if per_image else PROBE_IMAGES.empty()
+    images = images.astype(PROBE_IMAGES.columns).groupby(PROBE_IMAGES.sort_by, as_index=False, sort=True).sum()
+    return classes_frame, images[PROBE_IMAGES.names]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from vidssl.core.io import atomic_path, read_parquet, save_figure
+from vidssl.contracts import BOX, CHUNK_KEY, TRACKS
+from vidssl.core.io import atomic_path, save_figure
 from vidssl.video.chunk_store import ChunkStore
 
 # matplotlib's tab10, as BGR: one colour per track, repeating after ten.
@@ -35,10 +36,10 @@ def contact_sheet(chunks_path: str, proposals_path: str, tracks_path: str, out_p
     Returns the (video, chunk) rows drawn.
     """
     store = ChunkStore(chunks_path)
-    tracks = read_parquet(tracks_path)
+    tracks = TRACKS.read(tracks_path)
     chunks = store.chunks()
-    track_counts = tracks.groupby(["video", "chunk"]).track.nunique().rename("tracks")
-    chunks = chunks.join(track_counts, on=["video", "chunk"]).fillna({"tracks": 0})
+    track_counts = tracks.groupby(CHUNK_KEY).track.nunique().rename("tracks")
+    chunks = chunks.join(track_counts, on=CHUNK_KEY).fillna({"tracks": 0})
     chunks = chunks.sort_values("tracks", ascending=False, kind="stable").head(n_chunks)
     chosen = list(zip(chunks.video, chunks.chunk.astype(int)))
     proposals = pq.read_table(proposals_path, filters=[("rank", "<", top_proposals),
@@ -58,7 +59,7 @@ def contact_sheet(chunks_path: str, proposals_path: str, tracks_path: str, out_p
             scale = CELL_SIDE / max(image.shape[:2])
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
             here = chunk_proposals[chunk_proposals.frame == frame_id]
-            _draw_boxes(image, here[["x1", "y1", "x2", "y2"]].to_numpy(), scale, PROPOSAL_COLOUR, 1)
+            _draw_boxes(image, here[BOX].to_numpy(), scale, PROPOSAL_COLOUR, 1)
             for track in chunk_tracks[chunk_tracks.frame == frame_id].itertuples():
                 colour = TRACK_COLOURS[track.track % len(TRACK_COLOURS)]
                 _draw_boxes(image, [[track.x1, track.y1, track.x2, track.y2]], scale, colour, 2)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl.contracts import TRAJECTORY_INDEX
 from vidssl.core.errors import UserError
-from vidssl.core.io import write_parquet
 from vidssl.synthetic.render import (
     TRAJECTORY_STREAM,
     Material,
@@ -101,8 +101,6 @@ def generate_trajectories(out_dir, *, classes: Sequence[str], sets_per_class: in
                 write_jpeg(image, out_dir / relative)
                 rows.append((dataset, relative, classes.index(class_name), class_name, set_id, frame))
             set_id += 1
-    index = pd.DataFrame(rows, columns=["dataset", "path", "label", "class_name", "set", "frame"])
-    index = index.astype({"label": "int64", "set": "int64", "frame": "int64"})
-    write_parquet(index, out_dir / "index.parquet", sort_by=["dataset", "set", "frame"], group_by=["dataset"],
-                  metadata={"seed": int(seed), "classes": classes})
+    index = pd.DataFrame(rows, columns=TRAJECTORY_INDEX.names)
+    TRAJECTORY_INDEX.write(index, out_dir / "index.parquet", metadata={"seed": int(seed), "classes": classes})
     return {"sets": set_id, "images": len(rows)}

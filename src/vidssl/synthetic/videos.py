@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl.contracts import SYNTHETIC_BOXES
 from vidssl.core.errors import UserError
-from vidssl.core.io import atomic_path, write_parquet
+from vidssl.core.io import atomic_path
 from vidssl.synthetic.render import (
     VIDEO_STREAM,
     class_materials,
@@ -179,11 +180,9 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
 
         _write_video(frames(), (width, height), out_dir / f"video_{v:03d}.mp4")
 
-    boxes = pd.DataFrame(rows, columns=["video", "frame", "object", "class_name", "x1", "y1", "x2", "y2"])
-    boxes = boxes.astype({"frame": "int32", "object": "int32", "x1": "float32", "y1": "float32",
-                          "x2": "float32", "y2": "float32"})
-    write_parquet(boxes, out_dir / "boxes.parquet", sort_by=["video", "frame", "object"], group_by=["video"],
-                  metadata={"seed": int(seed), "size": [width, height], "frames": int(n_frames),
-                            "camera": float(camera), "background": background})
+    boxes = pd.DataFrame(rows, columns=SYNTHETIC_BOXES.names)
+    SYNTHETIC_BOXES.write(boxes, out_dir / "boxes.parquet",
+                          metadata={"seed": int(seed), "size": [width, height], "frames": int(n_frames),
+                                    "camera": float(camera), "background": background})
     return {"videos": n_videos, "frames": n_frames, "objects": int(boxes.groupby("video")["object"].nunique().sum())}
 

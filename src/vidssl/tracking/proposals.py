@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl.contracts import BOX, CHUNK_KEY, PROPOSALS
 from vidssl.core.errors import UserError
-from vidssl.core.io import empty_frame, write_parquet
 from vidssl.tracking.pairs import keyframes
 from vidssl.tracking.selective_search import (
     check_mode,
@@ -26,8 +26,6 @@ from vidssl.tracking.selective_search import (
     single_opencv_thread,
 )
 from vidssl.video.chunk_store import ChunkStore
-
-BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 
 
 @contextlib.contextmanager
@@ -72,19 +70,17 @@ def _in_workers(tasks: Iterable[tuple], threads: int, chunks_path: str) -> Itera
                             "if it recurs") from error
 
 
-def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
-                  min_region: int = 36, keyframe_every: int = 1, pairs: dict | None = None, threads: int = 1,
-                  log=None) -> dict:
+def propose_shard(chunks_path: str, out_path: str, *, mode: str, top_k: int, min_size: int, min_region: int,
+                  keyframe_every: int, pairs: dict, threads: int = 1, log=None) -> dict:
     """Selective search on the keyframes of a shard's chunk container, one chunk per task over `threads` processes.
 
     The keyframes are `vidssl.tracking.pairs.keyframes` of each chunk for `keyframe_every` and the frame pairs `pairs` (k, mode):
-    every frame when `keyframe_every` is 1. Writes video, chunk, frame, rank, x1, y1, x2, y2 (one row group per chunk)
-    to `out_path`, with the search and keyframe parameters in its metadata (the tracks stage reads them there); frames
+    every frame when `keyframe_every` is 1. Writes the `vidssl.contracts.PROPOSALS` table to `out_path`, with the search and keyframe parameters in its metadata (the tracks stage reads them there); frames
     that fail or give no box are listed in the metadata's "skipped". The file does not depend on `threads`.
     """
     check_mode(mode)
     store = ChunkStore(chunks_path)
-    pairs = dict(k=int((pairs or {}).get("k", 40)), mode=(pairs or {}).get("mode", "strided"))
+    pairs = dict(k=int(pairs["k"]), mode=pairs["mode"])
     search = dict(mode=mode, top_k=int(top_k), min_size=int(min_size), min_region=int(min_region))
     frames, chunks = store.index.frame.to_numpy(), store.chunks()
     keys = {n: np.asarray(keyframes(int(n), int(keyframe_every), **pairs)) for n in set(chunks.n_frames)}
@@ -110,25 +106,20 @@ def propose_shard(chunks_path: str, out_path: str, *, mode: str = "fast", top_k:
         boxes = np.concatenate(columns["boxes"])
         part = pd.DataFrame({"video": video, "chunk": np.full(len(boxes), chunk, np.int32),
                              "frame": np.concatenate(columns["frame"]), "rank": np.concatenate(columns["rank"])})
-        part[BOX_COLUMNS] = boxes
+        part[BOX] = boxes
         parts.append(part)
-    table = pd.concat(parts, ignore_index=True) if parts else empty_proposals()
+    table = pd.concat(parts, ignore_index=True) if parts else PROPOSALS.empty()
     for item in skipped:
         if log:
             log.warning("proposals skipped %s", item)
     searched = int(sum(len(keys[n]) for n in chunks.n_frames))
     summary = dict(frames=len(store), frames_searched=searched,
-                   frames_with_proposals=int(table.groupby(["video", "chunk", "frame"]).ngroups),
+                   frames_with_proposals=int(table.groupby([*CHUNK_KEY, "frame"]).ngroups),
                    proposals=len(table), skipped=skipped,
                    params=dict(**search, keyframe_every=int(keyframe_every), pairs=pairs))
-    write_parquet(table, out_path, sort_by=["video", "chunk", "frame", "rank"], group_by=["video", "chunk"],
-                  metadata=summary)
+    PROPOSALS.write(table, out_path, metadata=summary)
     if log:
         log.info("proposals: %d boxes on %d of %d keyframes (%d frames)", len(table), summary["frames_with_proposals"],
                  searched, len(store))
     return summary
 
-
-def empty_proposals() -> pd.DataFrame:
-    return empty_frame({"video": object, "chunk": np.int32, "frame": np.int32, "rank": np.int32,
-                        **dict.fromkeys(BOX_COLUMNS, np.float32)})

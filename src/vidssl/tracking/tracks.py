@@ -50,10 +50,10 @@ import pyarrow.parquet as pq
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
+from vidssl.contracts import BOX, CHUNK_KEY, PROPOSALS, TRACK_KEY, TRACKS
 from vidssl.core.errors import UserError
-from vidssl.core.io import empty_frame, parquet_file, parquet_metadata, write_parquet
+from vidssl.core.io import parquet_metadata
 from vidssl.tracking.pairs import keyframes
-from vidssl.tracking.proposals import BOX_COLUMNS
 from vidssl.video.chunk_store import ChunkStore
 
 # Frames are stored at ~128 px, where objects move a few pixels between frames: an 8 x 8 window on two pyramid levels
@@ -61,7 +61,7 @@ from vidssl.video.chunk_store import ChunkStore
 # points against 1.1 ms for 9 x 9 (even sizes suit OpenCV's SIMD), and 5 iterations to 0.1 px suffice for a 1 px
 # forward-backward test.
 LK_PARAMS = dict(winSize=(8, 8), maxLevel=1, criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 5, 0.1))
-TRACK_COLUMNS = ["track", "frame", *BOX_COLUMNS, "score", "keyframe"]
+TRACK_COLUMNS = TRACKS.names[len(CHUNK_KEY):]  # a chunk's columns
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -199,7 +199,7 @@ def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, keyfram
     if len(frames) != len(proposals):
         raise ValueError(f"{len(frames)} frames but {len(proposals)} proposal arrays")
     if not frames:
-        return _empty_tracks()[TRACK_COLUMNS]
+        return TRACKS.empty()[TRACK_COLUMNS]
     is_key = np.zeros(len(frames), bool)
     is_key[[k for k in (range(len(frames)) if keyframes is None else keyframes) if 0 <= k < len(frames)]] = True
     if not is_key[0]:
@@ -234,7 +234,7 @@ def _kept_tracks(chains: _Chains, *, score_threshold: float, min_length: int) ->
     track_ids = np.repeat(np.arange(len(keep), dtype=np.int32), length[keep])
     frame_ids = np.concatenate([np.arange(length[i], dtype=np.int32) for i in keep]) if len(keep) else np.zeros(0, np.int32)
     result = pd.DataFrame({"track": track_ids, "frame": frame_ids})
-    result[BOX_COLUMNS] = chains.boxes[keep[track_ids], frame_ids] if len(keep) else np.zeros((0, 4), np.float32)
+    result[BOX] = chains.boxes[keep[track_ids], frame_ids] if len(keep) else np.zeros((0, 4), np.float32)
     result["score"] = score[keep][track_ids].astype(np.float32)
     result["keyframe"] = chains.from_proposal[keep[track_ids], frame_ids] if len(keep) else np.zeros(0, bool)
     return result
@@ -242,12 +242,9 @@ def _kept_tracks(chains: _Chains, *, score_threshold: float, min_length: int) ->
 
 def _proposal_groups(proposals_path: str) -> tuple[pq.ParquetFile, dict[tuple[str, int], int]]:
     """The proposals file and the row group of each (video, chunk), from the row-group statistics (no data read)."""
-    handle = parquet_file(proposals_path)
+    handle = PROPOSALS.open(proposals_path)
     names = handle.schema_arrow.names
-    missing = [c for c in ("video", "chunk", "frame", "rank", *BOX_COLUMNS) if c not in names]
-    if missing:
-        raise UserError(f"{proposals_path}: not a proposals file (missing columns {', '.join(missing)})")
-    video_col, chunk_col = names.index("video"), names.index("chunk")
+    video_col, chunk_col = (names.index(name) for name in CHUNK_KEY)
     groups = {}
     for i in range(handle.num_row_groups):
         meta = handle.metadata.row_group(i)
@@ -264,11 +261,11 @@ def _chunk_proposals(handle: pq.ParquetFile, groups: dict, video: str, chunk: in
     """Each frame's proposals in rank order (empty for a frame without any, such as a frame that is no keyframe)."""
     proposals = [np.zeros((0, 4), np.float32)] * n_frames
     if (video, chunk) in groups:
-        table = handle.read_row_group(groups[(video, chunk)], columns=["frame", "rank", *BOX_COLUMNS])
+        table = handle.read_row_group(groups[(video, chunk)], columns=["frame", "rank", *BOX])
         table = table.to_pandas().sort_values(["frame", "rank"], kind="stable")
         for frame, group in table.groupby("frame", sort=True):
             if 0 <= frame < n_frames:
-                proposals[frame] = group[BOX_COLUMNS].to_numpy(np.float32)
+                proposals[frame] = group[BOX].to_numpy(np.float32)
     return proposals
 
 
@@ -312,20 +309,14 @@ def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_t
         tracks.insert(0, "video", row.video)
         tracks.insert(1, "chunk", np.int32(row.chunk))
         parts.append(tracks)
-    result = pd.concat(parts, ignore_index=True) if parts else _empty_tracks()
-    n_tracks = int(result.groupby(["video", "chunk", "track"]).ngroups)
+    result = pd.concat(parts, ignore_index=True) if parts else TRACKS.empty()
+    n_tracks = int(result.groupby(TRACK_KEY).ngroups)
     summary = dict(chunks=len(chunks), chunks_with_tracks=len(parts), tracks=n_tracks, no_tracks=no_tracks,
                    truncated=truncated, params={**params, "keyframe_every": every, "pairs": pairs})
     for item in no_tracks + truncated:
         if log:
             log.info("tracks: %s", item)
-    write_parquet(result[["video", "chunk", *TRACK_COLUMNS]], out_path, sort_by=["video", "chunk", "track", "frame"],
-                  group_by=["video", "chunk"], metadata=summary)
+    TRACKS.write(result, out_path, metadata=summary)
     if log:
         log.info("tracks: %d tracks in %d of %d chunks", n_tracks, len(parts), len(chunks))
     return summary
-
-
-def _empty_tracks() -> pd.DataFrame:
-    return empty_frame({"video": object, "chunk": np.int32, "track": np.int32, "frame": np.int32,
-                        **dict.fromkeys([*BOX_COLUMNS, "score"], np.float32), "keyframe": bool})

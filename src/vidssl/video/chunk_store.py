@@ -1,15 +1,13 @@
-"""Random access to the frames of one shard's chunk container (the HDF5 file that `vidssl.video.chunks.extract_chunks`
-writes: one row per stored frame with video, chunk, frame, source_frame and jpeg)."""
+"""Random access to the frames of one shard's chunk container (`vidssl.contracts.CHUNKS`, which
+`vidssl.video.chunks.extract_chunks` writes: one row per stored frame)."""
 from __future__ import annotations
-
-import json
 
 import cv2
 import h5py
 import numpy as np
 import pandas as pd
 
-from vidssl.core.errors import UserError
+from vidssl.contracts import CHUNK_KEY, CHUNKS
 
 
 class ChunkStore:
@@ -17,15 +15,8 @@ class ChunkStore:
 
     def __init__(self, path: str):
         self.path = str(path)
-        try:
-            with h5py.File(self.path, "r") as h5:
-                self.index = pd.DataFrame({
-                    "video": h5["video"].asstr()[:], "chunk": h5["chunk"][:],
-                    "frame": h5["frame"][:], "source_frame": h5["source_frame"][:],
-                })
-                self.skipped = json.loads(h5.attrs.get("skipped", "[]"))
-        except (OSError, KeyError) as error:
-            raise UserError(f"{self.path}: not a readable chunk container ({error}); delete it and rerun") from error
+        self.index = pd.DataFrame(CHUNKS.read(self.path, [name for name in CHUNKS.datasets if name != "jpeg"]))
+        self.skipped = CHUNKS.attr(self.path, "skipped", [])
         self._rows = {key: i for i, key in enumerate(zip(self.index.video, self.index.chunk, self.index.frame))}
         self._h5 = self._jpeg = None
 
@@ -37,7 +28,7 @@ class ChunkStore:
 
     def chunks(self) -> pd.DataFrame:
         """One row per stored chunk: video, chunk, n_frames."""
-        return self.index.groupby(["video", "chunk"], sort=True).size().rename("n_frames").reset_index()
+        return self.index.groupby(CHUNK_KEY, sort=True).size().rename("n_frames").reset_index()
 
     def row(self, video: str, chunk: int, frame: int) -> int:
         return self._rows[(video, int(chunk), int(frame))]

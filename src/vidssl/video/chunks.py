@@ -6,18 +6,16 @@ as a file per frame: TrackingNet would need 7.2M of them.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl.contracts import CHUNKS
 from vidssl.core.images import read_image
-from vidssl.core.io import atomic_path
 from vidssl.video.manifest import (
     ASPECT_TOLERANCE,
     chunk_starts,
@@ -141,13 +139,6 @@ def extract_chunks(manifest: pd.DataFrame, out_path: str, *, shard: int, per_vid
 
 def _write_container(out_path: str, records: list[tuple], *, shard: int, length: int, max_side: int, skipped: list,
                      notes: list) -> None:
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset("video", data=np.array([r[0] for r in records], dtype=object), dtype=h5py.string_dtype())
-        h5.create_dataset("chunk", data=np.array([r[1] for r in records], np.int32))
-        h5.create_dataset("frame", data=np.array([r[2] for r in records], np.int32))
-        h5.create_dataset("source_frame", data=np.array([r[3] for r in records], np.int32))
-        jpegs = h5.create_dataset("jpeg", (len(records),), dtype=h5py.vlen_dtype(np.uint8))
-        for i, record in enumerate(records):
-            jpegs[i] = record[4]
-        h5.attrs.update(shard=shard, length=length, max_side=max_side, skipped=json.dumps(skipped),
-                        notes=json.dumps(notes))
+    """`records` are rows (video, chunk, frame, source_frame, jpeg), the `vidssl.contracts.CHUNKS` datasets in order."""
+    columns = dict(zip(CHUNKS.datasets, zip(*records))) if records else dict.fromkeys(CHUNKS.datasets, ())
+    CHUNKS.write(out_path, columns, dict(shard=shard, length=length, max_side=max_side, skipped=skipped, notes=notes))

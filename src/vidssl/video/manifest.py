@@ -12,16 +12,16 @@ import cv2
 import pandas as pd
 from tqdm import tqdm
 
+from vidssl.contracts import MANIFEST
 from vidssl.core.errors import UserError
 from vidssl.core.images import IMAGE_SUFFIXES, read_image
-from vidssl.core.io import write_parquet
 from vidssl.core.names import frame_number, not_utf8, shown
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 ASPECT_TOLERANCE = 0.02  # a frame this close to the video's shape (e.g. 1920x1088 in a 1920x1080 video) is rescaled
 
 
-def chunk_starts(n_frames: int, n_chunks: int = 4, chunk_len: int = 60) -> list[int]:
+def chunk_starts(n_frames: int, n_chunks: int, chunk_len: int) -> list[int]:
     """Starts of `min(n_chunks, n_frames // chunk_len)` non-overlapping chunks, maximally spaced in time."""
     m = min(n_chunks, n_frames // chunk_len)
     if m <= 0:
@@ -182,5 +182,4 @@ def build_manifest(entries: list[VideoEntry], *, shards: int, chunk_len: int) ->
 
 def write_manifest(manifest: pd.DataFrame, path: str) -> None:
     skipped = manifest.loc[manifest.skip_reason != "", ["video", "skip_reason"]]
-    write_parquet(manifest, path, sort_by=["shard", "video"],
-                  metadata={"skipped": skipped.rename(columns={"skip_reason": "reason"}).to_dict("records")})
+    MANIFEST.write(manifest, path, metadata={"skipped": skipped.rename(columns={"skip_reason": "reason"}).to_dict("records")})
