@@ -7,12 +7,7 @@ depend on generation order or on how many other items are generated.
 """
 from vidssl.synthetic.labelled import generate_labelled
 from vidssl.synthetic.part_set import VOC_CLASSES, generate_partseg
-from vidssl.synthetic.render import (
-    draw_instance,
-    make_background,
-    render_object,
-    sample_instance,
-)
+from vidssl.synthetic.render import draw_instance, make_background, render_object, sample_instance
 from vidssl.synthetic.templates import CLASSES
 from vidssl.synthetic.trajectories import TRAJECTORY_DATASETS, generate_trajectories
 from vidssl.synthetic.videos import generate_videos

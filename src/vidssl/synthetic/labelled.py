@@ -1,25 +1,23 @@
 """The synthetic labelled set: an ImageFolder of one object per image, for the supervised baseline and kNN."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from vidssl.core.errors import UserError
 from vidssl.synthetic.render import (
     LABELLED_STREAM,
     Material,
     ObjectLayer,
-    class_materials,
+    image_set,
     item_rng,
     make_background,
     render_object,
     single_object_scene,
     write_jpeg,
 )
-from vidssl.synthetic.templates import CLASSES, check_classes
+from vidssl.synthetic.templates import CLASSES
 
 
 def labelled_item(seed: int, class_name: str, i: int, side: int,
@@ -36,12 +34,8 @@ def labelled_item(seed: int, class_name: str, i: int, side: int,
 def generate_labelled(out_dir, *, classes: Sequence[str], per_class: int, image_size: int, seed: int = 0,
                       materials: str = "instance") -> dict:
     """Write an ImageFolder set out_dir/<class>/<i:04d>.jpg: one object near the centre, random pose and look."""
-    classes = check_classes(classes)
-    if per_class < 1 or image_size < 16:
-        raise UserError(f"synthetic: need labelled_per_class >= 1 and image_size >= 16, got {per_class}, {image_size}")
-    material = class_materials(materials, seed)
-    out_dir = Path(out_dir)
-    side = int(image_size)
+    classes, material, out_dir, side = image_set(out_dir, classes=classes, count_key="labelled_per_class", count=per_class,
+                                                 image_size=image_size, materials=materials, seed=seed)
     for class_name in tqdm(classes, desc="synthetic labelled set", unit="class"):
         for i in range(per_class):
             image, _ = single_object_scene(*labelled_item(seed, class_name, i, side, material(class_name)))

@@ -1,25 +1,23 @@
 """The synthetic part set: images of one or two objects with exact part masks, in the Pascal-Part format."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from vidssl.core.errors import UserError
 from vidssl.datasets.pascal_part import PascalObject, write_annotation
 from vidssl.synthetic.render import (
     PARTSEG_STREAM,
     ObjectLayer,
-    class_materials,
+    image_set,
     item_rng,
     make_background,
     paste,
     render_object,
     write_jpeg,
 )
-from vidssl.synthetic.templates import PARTLESS, check_classes
+from vidssl.synthetic.templates import PARTLESS
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -81,12 +79,8 @@ def generate_partseg(out_dir, *, classes: Sequence[str], n_images: int, image_si
     Each image holds one or two objects of `classes` (the second may partly hide the first) and sometimes a
     part-less bottle. Masks are of visible pixels; repeated parts carry Pascal-Part indices (wheel_1, wheel_2).
     """
-    classes = check_classes(classes)
-    if n_images < 1 or image_size < 16:
-        raise UserError(f"synthetic: need partseg_images >= 1 and image_size >= 16, got {n_images}, {image_size}")
-    material = class_materials(materials, seed)
-    out_dir = Path(out_dir)
-    side = int(image_size)
+    classes, material, out_dir, side = image_set(out_dir, classes=classes, count_key="partseg_images", count=n_images,
+                                                 image_size=image_size, materials=materials, seed=seed)
     n_objects = 0
     for i in tqdm(range(n_images), desc="synthetic part set", unit="image"):
         rng = item_rng(seed, PARTSEG_STREAM, i)

@@ -15,7 +15,7 @@ import numpy as np
 
 from vidssl.core.errors import UserError
 from vidssl.core.io import atomic_path
-from vidssl.synthetic.templates import CLASSES, TEMPLATES, Stroke, part_names
+from vidssl.synthetic.templates import CLASSES, TEMPLATES, Stroke, check_classes, part_names
 
 # Seed-stream tags: one per kind of generated item, so streams never collide.
 VIDEO_STREAM, PARTSEG_STREAM, LABELLED_STREAM, TRAJECTORY_STREAM, MATERIAL_STREAM = 1, 2, 3, 4, 5
@@ -287,3 +287,12 @@ def single_object_scene(background: np.ndarray, layer: ObjectLayer, offset: np.n
     image = background.copy()
     left, top = (side / 2 + offset * side - layer.image.shape[0] / 2).round().astype(int)
     return image, paste(image, layer, left, top)
+
+
+def image_set(out_dir, *, classes: Sequence[str], count_key: str, count: int, image_size: int, materials: str,
+              seed: int) -> tuple[list[str], object, Path, int]:
+    """What a generated image set starts from: its checked classes, their materials, its folder and image side."""
+    classes = check_classes(classes)
+    if count < 1 or image_size < 16:
+        raise UserError(f"synthetic: need {count_key} >= 1 and image_size >= 16, got {count}, {image_size}")
+    return classes, class_materials(materials, seed), Path(out_dir), int(image_size)

@@ -12,20 +12,8 @@ from tqdm import tqdm
 
 from vidssl.contracts import TRAJECTORY_INDEX
 from vidssl.core.errors import UserError
-from vidssl.synthetic.render import (
-    TRAJECTORY_STREAM,
-    Material,
-    ObjectLayer,
-    class_materials,
-    draw_instance,
-    hsv_bgr,
-    item_rng,
-    lit,
-    make_background,
-    sample_instance,
-    single_object_scene,
-    write_jpeg,
-)
+from vidssl.synthetic.render import (TRAJECTORY_STREAM, Material, ObjectLayer, class_materials, draw_instance, hsv_bgr,
+                                     item_rng, lit, make_background, sample_instance, single_object_scene, write_jpeg)
 from vidssl.synthetic.templates import CLASSES, check_classes
 
 TRAJECTORY_DATASETS = ("viewpoint", "illumination", "occlusion", "instance")

@@ -13,18 +13,8 @@ from tqdm import tqdm
 from vidssl.contracts import SYNTHETIC_BOXES
 from vidssl.core.errors import UserError
 from vidssl.core.io import atomic_path
-from vidssl.synthetic.render import (
-    VIDEO_STREAM,
-    class_materials,
-    draw_instance,
-    hsv_bgr,
-    item_rng,
-    lit,
-    make_background,
-    make_leaves_background,
-    paste,
-    sample_instance,
-)
+from vidssl.synthetic.render import (VIDEO_STREAM, class_materials, draw_instance, hsv_bgr, item_rng, lit,
+                                     make_background, make_leaves_background, paste, sample_instance)
 from vidssl.synthetic.templates import check_classes
 
 
