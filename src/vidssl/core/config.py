@@ -4,10 +4,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from vidssl.core import registry
 from vidssl.core.errors import UserError
 from vidssl.datasets import sources
 from vidssl.models import check_arch
-from vidssl.core import registry
 from vidssl.training import methods as training_methods
 
 SYNTHETIC_ROOT = "resources/synthetic"

@@ -33,12 +33,7 @@ from vidssl.core.errors import UserError
 from vidssl.core.io import atomic_path, write_csv
 from vidssl.models.backbone import export_backbone
 from vidssl.training import distributed
-from vidssl.training.fingerprint import (
-    describe,
-    differences,
-    run_identity,
-    weight_settings,
-)
+from vidssl.training.fingerprint import describe, differences, run_identity, weight_settings
 from vidssl.training.knn_monitor import KnnMonitor
 from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get
 from vidssl.training.objective import Objective

@@ -18,13 +18,7 @@ from torch import nn
 
 from vidssl.core.config import check_multiple
 from vidssl.models import backbone, options
-from vidssl.training.distributed import (
-    average,
-    concat_all_gather,
-    distributed,
-    rank,
-    world_size,
-)
+from vidssl.training.distributed import average, concat_all_gather, distributed, rank, world_size
 from vidssl.training.objective import Objective
 
 LABELS = False
