@@ -14,6 +14,7 @@ comes from the NumPy generator passed in, so a sample's augmentation is a functi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -89,19 +90,44 @@ def color_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.
     return rgb
 
 
+MOCO_V2_SCALE = (0.2, 1.0)  # MoCo v2's RandomResizedCrop scale
+
+
+@dataclass(frozen=True)
+class Crops:
+    """The crops of a sample: two global views at the training size (with `global_scale`), and `local` smaller ones of
+    side `local_size` (with `local_scale`: DINO's multi-crop). An objective asks for other crops than MoCo v2's two
+    by the keys of its config section: global_scale, local_crops, local_scale, local_size (a fraction of the training
+    size)."""
+    size: int
+    global_scale: tuple[float, float] = MOCO_V2_SCALE
+    local: int = 0
+    local_size: int = 0
+    local_scale: tuple[float, float] = (0.05, 0.4)
+
+    @classmethod
+    def of(cls, image_size: int, section: dict | None) -> Crops:
+        section = section or {}
+        crops = cls(image_size, tuple(section.get("global_scale", MOCO_V2_SCALE)))
+        if not section.get("local_crops"):
+            return crops
+        return cls(image_size, crops.global_scale, int(section["local_crops"]),
+                   max(8, round(section["local_size"] * image_size)), tuple(section["local_scale"]))
+
+
 class MocoV2Augment:
     """Callable (BGR uint8 image, box x1 y1 x2 y2 or None, rng) -> (normalised float CHW tensor, box in output pixels,
-    box_kept)."""
+    box_kept), its crops of `scale` of the image's area resized to `size`."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, scale: tuple[float, float] = MOCO_V2_SCALE):
+        self.size, self.scale = size, scale
         self.blur_kernel = 2 * round(0.05 * size) + 1  # about a tenth of the side, odd
 
     def geometric(self, image: np.ndarray, box, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Random resized crop, then horizontal flip; the box (default: the whole image) moves with them."""
         height, width = image.shape[:2]
         box = np.array([0, 0, width, height] if box is None else box, np.float32)
-        top, left, h, w = crop_window(height, width, rng)
+        top, left, h, w = crop_window(height, width, rng, scale=self.scale)
         shrinking = h > self.size or w > self.size
         out = cv2.resize(image[top:top + h, left:left + w], (self.size, self.size),
                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

@@ -8,6 +8,7 @@ run sees the same data as an uninterrupted one.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from vidssl.core.errors import UserError
 from vidssl.core.images import read_image
 from vidssl.core.io import read_parquet
 from vidssl.datasets.labelled import list_labelled  # noqa: F401  (the trainer's lister, numbered as evaluation)
-from vidssl.training.augment import MocoV2Augment
+from vidssl.training.augment import Crops, MocoV2Augment
 from vidssl.training.methods import Method, view_module
 from vidssl.video.chunk_store import ChunkStore
 
@@ -47,10 +48,13 @@ class TrainingSamples(torch.utils.data.Dataset):
     """Index i -> one training sample; an epoch is a seeded permutation of the view's units (frames, pairs, images)."""
 
     def __init__(self, method: Method, *, stores: list[ChunkStore], frame_pairs: pd.DataFrame | None,
-                 tracks: dict | None, labelled: list[tuple[str, int]] | None, image_size: int, seed: int):
+                 tracks: dict | None, labelled: list[tuple[str, int]] | None, image_size: int, seed: int,
+                 crops: Crops | None = None):
         self.method, self.view = method, view_module(method)
         self.stores, self.frame_pairs, self.tracks, self.labelled, self.seed = stores, frame_pairs, tracks, labelled, seed
-        self.augment = MocoV2Augment(image_size)
+        self.crops = crops or Crops(image_size)
+        self.augment = MocoV2Augment(image_size, self.crops.global_scale)
+        self.local_augment = MocoV2Augment(self.crops.local_size, self.crops.local_scale) if self.crops.local else None
         self.units = self.view.units(self)
         if len(self.units) == 0:
             raise UserError(f"{method.name}: no training samples (empty chunks/pairs/labelled set)")
@@ -58,14 +62,14 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     @classmethod
     def from_files(cls, method: Method, files: dict[str, list[str]], labelled: list[tuple[str, int]] | None, *,
-                   image_size: int, seed: int) -> TrainingSamples:
+                   image_size: int, seed: int, crops: Crops | None = None) -> TrainingSamples:
         """The samples of `method` from the file sets it reads (vidssl.training.methods.INPUTS keys); others are not opened."""
         reads = method.inputs
         return cls(method, stores=[ChunkStore(p) for p in files["chunks"]] if "chunks" in reads else [],
                    frame_pairs=pd.concat([read_parquet(p) for p in files["frame_pairs"]], ignore_index=True)
                    if "frame_pairs" in reads else None,
                    tracks=read_tracks(files["track_pairs"]) if "track_pairs" in reads else None,
-                   labelled=labelled, image_size=image_size, seed=seed)
+                   labelled=labelled, image_size=image_size, seed=seed, crops=crops)
 
     @functools.cached_property
     def store_of(self) -> dict[tuple[str, int], int]:
@@ -108,3 +112,28 @@ class TrainingSamples(torch.utils.data.Dataset):
     def labelled_image(self, index: int) -> tuple[np.ndarray, int]:
         path, label = self.labelled[index]
         return read_labelled_image(path), label
+
+    def local_views(self, images: list[np.ndarray], boxes: list | None, rng: np.random.Generator) -> dict:
+        """The sample's local crops (none unless the objective asks for them), taken from its images in turn; given
+        a tracked box in each image, each crop is drawn inside the box grown to twice its side, so that the local views
+        look at the tracked object."""
+        if not self.crops.local:
+            return {}
+        views = []
+        for i in range(self.crops.local):
+            image = images[i % len(images)]
+            box = None if boxes is None else boxes[i % len(images)]
+            views.append(self.local_augment(around(image, box), None, rng)[0])
+        return {"x_local": torch.stack(views)}
+
+
+def around(image: np.ndarray, box) -> np.ndarray:
+    """The part of `image` inside `box` (x1, y1, x2, y2) grown to twice its side about its centre; all of it without a
+    box."""
+    if box is None:
+        return image
+    height, width = image.shape[:2]
+    cx, cy, w, h = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]
+    x1, x2 = int(max(0, cx - w)), int(min(width, math.ceil(cx + w)))
+    y1, y2 = int(max(0, cy - h)), int(min(height, math.ceil(cy + h)))
+    return image[y1:y2, x1:x2] if x2 - x1 >= 2 and y2 - y1 >= 2 else image

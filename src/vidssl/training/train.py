@@ -34,6 +34,7 @@ from vidssl.core.io import atomic_path, write_csv
 from vidssl.models.backbone import export_backbone
 from vidssl.training import distributed
 from vidssl.training.fingerprint import describe, differences, run_identity, weight_settings
+from vidssl.training.augment import Crops
 from vidssl.training.knn_monitor import KnnMonitor
 from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get
 from vidssl.training.objective import Objective
@@ -148,7 +149,9 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
         torch.cuda.set_device(device)
     items, classes = list_labelled(labelled, cfg.get("labelled_split")) if labelled else (None, [])
     seed = int(cfg["seed"])
-    data = TrainingSamples.from_files(method, files, items, image_size=cfg["model"]["image_size"], seed=seed)
+    size = cfg["model"]["image_size"]
+    data = TrainingSamples.from_files(method, files, items, image_size=size, seed=seed,
+                                      crops=Crops.of(size, cfg.get("objective") if method.config_section else None))
     torch.manual_seed(seed)
     model = build_objective(method, cfg, len(classes)).to(device)
     if device.type == "cuda":

@@ -27,4 +27,5 @@ def frame_keys(data, unit) -> list[tuple[int, int]]:
 
 
 def sample(data, unit, images: list[np.ndarray], rng: np.random.Generator) -> dict:
-    return {"x_q": data.augment(images[0], None, rng)[0], "x_k": data.augment(images[1], None, rng)[0]}
+    views = {"x_q": data.augment(images[0], None, rng)[0], "x_k": data.augment(images[1], None, rng)[0]}
+    return views | data.local_views(images, None, rng)

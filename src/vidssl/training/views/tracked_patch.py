@@ -14,7 +14,8 @@ units, frame_keys = frame_pair.units, frame_pair.frame_keys
 
 def sample(data, unit, images: list[np.ndarray], rng: np.random.Generator) -> dict:
     """A view of each frame, and one of the pair's tracks drawn at random as a box in each view; a pair without tracks,
-    or whose box leaves a crop (see vidssl.training.augment), uses the whole crops as its patch pair."""
+    or whose box leaves a crop (see vidssl.training.augment), uses the whole crops as its patch pair. Local crops
+    (multi-crop objectives) are drawn around the tracked box in each frame: the object the track follows."""
     image_a, image_b = images
     candidates = data.tracks.get((unit[0], int(unit[1]), int(unit[2]), int(unit[3])))
     box_a = box_b = None
@@ -25,4 +26,5 @@ def sample(data, unit, images: list[np.ndarray], rng: np.random.Generator) -> di
     tracked = candidates is not None and kept_q and kept_k
     if not tracked:  # whole crops: the patch pair is the frame pair seen through the box pooling
         boxes_q = boxes_k = x_q.new_tensor([0.0, 0.0, x_q.shape[-1], x_q.shape[-2]])
-    return {"x_q": x_q, "x_k": x_k, "boxes_q": boxes_q, "boxes_k": boxes_k, "tracked": tracked}
+    views = {"x_q": x_q, "x_k": x_k, "boxes_q": boxes_q, "boxes_k": boxes_k, "tracked": tracked}
+    return views | data.local_views(images, None if candidates is None else [box_a, box_b], rng)
