@@ -10,6 +10,8 @@ import yaml
 from conftest import ROOT, SNAKEMAKE, planned_jobs
 
 from vidssl import synthetic
+from vidssl.core import config as vidssl_config
+from vidssl.core.errors import UserError
 
 
 def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
@@ -40,6 +42,8 @@ def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
         ("partseg:\n  classes: [car, aeroplne]\n", "invalid config at partseg.classes[1]: 'aeroplne' is not one of"),
         ("partseg:\n  classes: [car, car]\n", "invalid config at partseg.classes: ['car', 'car'] has non-unique elements"),
         ("table5:\n  methods: [random, ../imagenet]\n", "invalid config at table5.methods[1]: '../imagenet' does not match"),
+        ("table5:\n  methods: [random, supervised]\n  reference: moco\n",
+         "config table5.reference: 'moco' is not one of table5.methods ['random', 'supervised']"),
     ],
 )
 def test_bad_config_stops_with_one_line(tmp_path, overlay, message):
@@ -61,6 +65,46 @@ def test_default_config_is_valid(tmp_path):
     result = dry_run(tmp_path, "{}\n")
     assert result.returncode == 0, result.stderr
     assert "method=region_tracker" in result.stdout and "table5" in result.stdout
+
+
+def test_the_schema_holds_no_default_and_config_yaml_every_key():
+    """Defaults live in config/config.yaml alone: the schema gives types and ranges, and names no key the default
+    config lacks."""
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+    def walk(node, values, path):  # values None: inside a list or map the default config need not fill
+        if isinstance(node, dict):
+            assert "default" not in node, f"{path} has a default in the schema"
+            for key, sub in node.get("properties", {}).items():
+                assert values is None or key in values, f"config/config.yaml lacks {path}{key}"
+                walk(sub, None if values is None else values[key], f"{path}{key}.")
+            for key in ("items", "additionalProperties", "oneOf"):
+                for sub in node.get(key) if isinstance(node.get(key), list) else [node.get(key)]:
+                    walk(sub, None, f"{path}*.")
+    walk(schema, default, "")
+
+
+def test_an_overlay_keeps_config_yaml_for_every_key_it_does_not_name(tmp_path):
+    """Snakemake merges the overlay over config/config.yaml: the resolved config of the run is config.yaml's wherever
+    the overlay is silent (pairs.mode all, where the schema once said strided)."""
+    (tmp_path / "overlay.yaml").write_text("pairs:\n  k: 7\n")
+    result = subprocess.run([str(SNAKEMAKE), "--cores", "1", "results/config.yaml", "--configfile",
+                             str(tmp_path / "overlay.yaml"), "--directory", str(tmp_path), "--snakefile",
+                             str(ROOT / "Snakefile")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load((tmp_path / "results/config.yaml").read_text())
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert resolved["pairs"] == {"k": 7, "mode": default["pairs"]["mode"]} and default["pairs"]["mode"] == "all"
+    assert resolved["tracks"] == default["tracks"] and resolved["partseg"]["seeds"] == default["partseg"]["seeds"]
+
+
+def test_gpu_requests_beyond_what_a_rule_uses_are_one_line():
+    vidssl_config.check_gpu_requests(2, {"train": 2, "features": 1})
+    with pytest.raises(UserError, match=r"^rule features asks for 2 GPUs but uses 1 \(train.gpus = 2\); set train.gpus"):
+        vidssl_config.check_gpu_requests(2, {"train": 2, "features": 2})
+    with pytest.raises(UserError, match=r"^rule train asks for 4 GPUs but uses 1 \(train.gpus = 1\)"):
+        vidssl_config.check_gpu_requests(1, {"train": 4})
 
 
 def test_pretrained_checkpoints_are_methods(tmp_path):

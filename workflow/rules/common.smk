@@ -19,7 +19,7 @@ def _fail(message):
 
 
 try:
-    validate(config, "../schemas/config.schema.yaml", set_default=True)
+    validate(config, "../schemas/config.schema.yaml")  # types and ranges: every default is in config/config.yaml
     vidssl_config.check(config)
 except WorkflowError as error:
     _fail(vidssl_config.schema_error_line(error))
@@ -146,15 +146,15 @@ def all_targets():
 
 
 def check_gpu_requests(candidates):
-    """Stop before any submission when a profile or --set-resources asks SLURM for GPUs the job would not use:
-    training starts exactly train.gpus processes, feature extraction uses one device."""
-    wanted = config["train"]["gpus"]
+    """Stop before any submission when a profile or --set-resources asks SLURM for GPUs a job would not use
+    (vidssl.core.config.check_gpu_requests); called once every rule exists."""
+    requests = {}
     for candidate in candidates:
         gpu = candidate.resources.get("gpu")
         gpu = getattr(gpu, "value", gpu)
-        if not isinstance(gpu, int) or gpu == 0:
-            continue
-        allowed = wanted if candidate.name == "train" else 1
-        if gpu != allowed:
-            _fail(f"rule {candidate.name} asks for {gpu} GPUs but uses {allowed} (train.gpus = {wanted}); "
-                  "set train.gpus in the config, not gpu in the profile")
+        if isinstance(gpu, int) and gpu != 0:
+            requests[candidate.name] = gpu
+    try:
+        vidssl_config.check_gpu_requests(config["train"]["gpus"], requests)
+    except UserError as error:
+        _fail(error)

@@ -82,6 +82,7 @@ def check(config: dict) -> dict:
     unknown = [m for m in config["table5"]["methods"] if m not in known]
     if unknown:
         raise UserError(f"config table5.methods: {unknown} are neither trained (train.methods), 'random', nor pretrained")
+    _check_table5_reference(config)
     _check_display_names(config)
     on_labelled = [m.name for m in trained if m.trains_on_labelled]
     if on_labelled and train["labelled"] is None and videos["source"] != "synthetic":
@@ -92,6 +93,27 @@ def check(config: dict) -> dict:
         raise UserError("config evaluation: no invariance dataset (synthetic_sets empty and none of aloi, got10k, "
                         "pascal3d given)")
     return config
+
+
+def table5_reference(config: dict) -> str:
+    """The row every other row of Table 5 is compared with: table5.reference, or the first of table5.methods."""
+    return config["table5"]["reference"] or config["table5"]["methods"][0]
+
+
+def _check_table5_reference(config: dict) -> None:
+    reference, rows = table5_reference(config), config["table5"]["methods"]
+    if reference not in rows:
+        raise UserError(f"config table5.reference: {reference!r} is not one of table5.methods {rows}")
+
+
+def check_gpu_requests(gpus: int, requests: dict[str, int]) -> None:
+    """Each rule's GPU request (rule name -> the `gpu` resource a profile or --set-resources gives it) against what it
+    uses: the train rule starts exactly train.gpus processes, feature extraction uses one device."""
+    for rule, gpu in requests.items():
+        allowed = gpus if rule == "train" else 1
+        if gpu != allowed:
+            raise UserError(f"rule {rule} asks for {gpu} GPUs but uses {allowed} (train.gpus = {gpus}); "
+                            "set train.gpus in the config, not gpu in the profile")
 
 
 def _check_display_names(config: dict) -> None:
