@@ -8,7 +8,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from vidssl.training.objectives.moco import MoCo, SplitBatchNorm, embed, moco_logits, moco_loss
+from vidssl.models.norm import SplitBatchNorm
+from vidssl.training.objectives.moco import MoCo, embed, moco_logits, moco_loss
 
 torch.set_num_threads(1)  # tiny models on shared cores: more threads only wait on each other
 

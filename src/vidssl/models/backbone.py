@@ -24,6 +24,7 @@ from vidssl.core import registry
 from vidssl.core.errors import UserError
 from vidssl.core.io import atomic_path
 from vidssl.models import PACKAGE, check_arch
+from vidssl.models.norm import SplitBatchNorm, batches_normalised_apart
 
 HEAD_PREFIX = "fc."
 MOCO_QUERY = "encoder_q."  # where MoCo's checkpoints keep the trunk
@@ -53,6 +54,20 @@ class Backbone:
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled feature of a batch of images."""
         return self.forward_from(self.forward_to(x, self.box_level), self.box_level)
+
+    def features(self, x: torch.Tensor, boxes: torch.Tensor | None = None, box_size: int = 1):
+        """The pooled features of a batch of images and, given one box per image (x1, y1, x2, y2 in input pixels), of
+        the boxes: pooled on `box_level` and passed through the rest of the trunk with the images as one batch (larger
+        GEMMs), whose batch norm still sees them apart (SplitBatchNorm layers; other norms take two calls)."""
+        level = self.box_level
+        maps = self.forward_to(x, level)
+        if boxes is None:
+            return self.forward_from(maps, level), None
+        if any(isinstance(m, nn.BatchNorm2d) and not isinstance(m, SplitBatchNorm) for m in self.modules()):
+            return self.forward_from(maps, level), self.forward_from(self.pool_boxes(maps, boxes, box_size), level)
+        with batches_normalised_apart(self, 2):
+            rois = self.pool_boxes(maps, boxes, box_size)
+            return self.forward_from(torch.cat([maps, rois]), level).chunk(2)
 
     def box_size(self, image_size: int) -> int:
         """The side of a pooled box on `box_level`: the map side of a whole `image_size` input, so a whole-image box

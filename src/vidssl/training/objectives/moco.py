@@ -9,7 +9,6 @@ groups over the global batch the same for any number of GPUs. Given boxes (the t
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import torch
 import torch.distributed as dist
@@ -18,6 +17,7 @@ from torch import nn
 
 from vidssl.core.config import check_multiple
 from vidssl.models import backbone, options
+from vidssl.models.norm import norm_layer
 from vidssl.training.distributed import average, concat_all_gather, distributed, rank, world_size
 from vidssl.training.objective import Objective
 
@@ -45,48 +45,6 @@ def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperatu
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
     logits = moco_logits(q, k, queue, temperature)
     return F.cross_entropy(logits.float(), torch.zeros(len(q), dtype=torch.long, device=q.device))
-
-
-class SplitBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are computed per contiguous group of `num_splits` along the batch."""
-
-    def __init__(self, num_features: int, num_splits: int, **kwargs):
-        super().__init__(num_features, **kwargs)
-        self.num_splits = num_splits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.num_splits == 1:
-            return super().forward(x)
-        n, c, h, w = x.shape
-        s = self.num_splits
-        # Group g = samples g*n/s ... (g+1)*n/s - 1 becomes channel block g of one "sample" row.
-        grouped = x.view(s, n // s, c, h, w).transpose(0, 1).reshape(n // s, s * c, h, w)
-        mean, var = self.running_mean.repeat(s), self.running_var.repeat(s)
-        out = F.batch_norm(grouped, mean, var, self.weight.repeat(s), self.bias.repeat(s), True, self.momentum, self.eps)
-        self.running_mean.copy_(mean.view(s, c).mean(0))
-        self.running_var.copy_(var.view(s, c).mean(0))
-        if self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-        return out.view(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
-
-
-def norm_layer(num_splits: int):
-    """The trunk's norm_layer: SplitBatchNorm with `num_splits` groups (1: plain batch norm)."""
-    return functools.partial(SplitBatchNorm, num_splits=max(1, num_splits))
-
-
-@contextlib.contextmanager
-def batches_normalised_apart(net: nn.Module, batches: int):
-    """Within the block, `net`'s BN layers take their input as `batches` equal batches stacked, each normalised by
-    its own groups' statistics exactly as if it came alone (the running statistics take one update, their mean)."""
-    layers = [m for m in net.modules() if isinstance(m, SplitBatchNorm)]
-    for layer in layers:
-        layer.num_splits *= batches
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.num_splits //= batches
 
 
 @contextlib.contextmanager
@@ -174,17 +132,11 @@ class MoCo(Objective):
         return concat_all_gather(y)[local]
 
     def encode(self, net: nn.Module, x: torch.Tensor, boxes: torch.Tensor | None):
-        """Frame embedding and, given boxes, patch embedding, sharing the trunk up to its box map."""
-        level = net.box_level
-        maps = net.forward_to(x, level)
-        if boxes is None:
-            return embed(net, net.forward_from(maps, level)), None
-        # Frames and patches pass the rest of the trunk as one batch: its convolutions run as larger GEMMs, while BN
-        # still sees them apart, as two calls would.
-        with batches_normalised_apart(net, 2):
-            patches = net.pool_boxes(maps, boxes, self.roi_size)
-            frame, patch = embed(net, net.forward_from(torch.cat([maps, patches]), level)).chunk(2)
-        return frame, patch
+        """Frame embedding and, given boxes, patch embedding (the trunk's box features: vidssl.models.backbone)."""
+        frame, patch = net.features(x, boxes, self.roi_size)
+        if patch is None:
+            return embed(net, frame), None
+        return embed(net, torch.cat([frame, patch])).chunk(2)
 
     @torch.no_grad()
     def keys(self, x_k: torch.Tensor, boxes_k: torch.Tensor | None):
