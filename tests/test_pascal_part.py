@@ -1,6 +1,7 @@
 """Pascal-Part reader: MATLAB struct layouts as scipy.io.savemat/loadmat produce them."""
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -121,11 +122,17 @@ def test_write_annotation_round_trip(tmp_path):
     assert back[1].parts == {}
 
 
-def test_write_annotation_bytes_do_not_depend_on_the_time(tmp_path):
+def test_write_annotation_bytes_do_not_depend_on_the_time(tmp_path, monkeypatch):
+    """scipy's header names the second a file was written in (time.asctime): two clocks a year apart, no waiting
+    for the real one to move on."""
     objects = [PascalObject("cat", 8, box_mask(0, 4, 0, 4).astype(bool), {"head": box_mask(0, 2, 0, 2).astype(bool)})]
-    write_annotation(tmp_path / "a.mat", "x", objects)
-    time.sleep(1.1)  # scipy's header names the second it was written in
-    write_annotation(tmp_path / "b.mat", "x", objects)
+    written = {}
+    for name, clock in (("a", "Mon Jan  1 00:00:00 2024"), ("b", "Wed Jan  1 00:00:01 2025")):
+        monkeypatch.setattr(time, "asctime", lambda *_, clock=clock: clock)
+        written[name] = io.BytesIO()
+        scipy.io.savemat(written[name], {"anno": np.ones(3)})
+        write_annotation(tmp_path / f"{name}.mat", "x", objects)
+    assert written["a"].getvalue() != written["b"].getvalue(), "scipy no longer writes the clock: test the new source"
     assert (tmp_path / "a.mat").read_bytes() == (tmp_path / "b.mat").read_bytes()
     assert [o.class_name for o in read_annotation(tmp_path / "b.mat")] == ["cat"]
 

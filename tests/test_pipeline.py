@@ -170,8 +170,9 @@ def chromium_or_skip() -> str:
     """Debian's Chromium; `make chromium` (which `make test` runs) installs it where that can be done."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["make", "chromium"], cwd=ROOT, check=True, timeout=1800)
+        subprocess.run(["make", "chromium"], cwd=ROOT, check=True, timeout=1800)  # apt: minutes at most; a hang stops
         found = shutil.which("chromium")
+        assert found, "make chromium installed Debian's chromium package, yet no chromium is on PATH"
     if found is None:
         pytest.skip("Chromium is not installed and cannot be installed here (Debian's package needs root and apt-get): "
                     "the report was built but not rendered")
