@@ -15,7 +15,7 @@ from vidssl.datasets.aloi import aloi_index
 from vidssl.contracts import EVAL_INDEX
 from vidssl.datasets.eval_sets import load_image, synthetic_index
 from vidssl.datasets.got10k import AUTHORS_SEED, got10k_index
-from vidssl.datasets.labelled import imagefolder_index, split_index, voc07_index
+from vidssl.datasets.labelled import imagefolder_index, list_labelled, split_index, voc07_index
 from vidssl.datasets.pascal3d import pascal3d_index
 from vidssl.datasets.readers import build_index
 from vidssl.datasets.sources import INVARIANCE_TITLES, eval_plan
@@ -333,3 +333,17 @@ def test_schema_names_every_planned_dataset():
     schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
     names = schema["properties"]["evaluation"]["properties"]["image_size_by_dataset"]["propertyNames"]["enum"]
     assert set(names) == set(INVARIANCE_TITLES) | {"synthetic_labelled", "imagefolder", "voc07"}
+
+
+def test_training_and_evaluation_number_an_imagefolder_alike(tmp_path):
+    """An empty class folder is no class: the trainer's list and the evaluation list give each image one label."""
+    for name, count in (("ant", 2), ("bee", 0), ("cat", 4)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            cv2.imwrite(str(tmp_path / name / f"{i}.jpg"), np.full((8, 8, 3), 40 * i, np.uint8))
+    items, classes = list_labelled(tmp_path)
+    assert classes == ["ant", "cat"] and sorted({label for _, label in items}) == [0, 1]
+    index, _ = split_index(tmp_path, dataset="labelled", test_fraction=0.5, seed=0)
+    assert dict(items) == dict(zip(index.path, index.label))
+    train, _ = list_labelled(tmp_path, {"test_fraction": 0.5, "seed": 0})
+    assert set(train) <= set(items) and len(train) == 3
