@@ -7,7 +7,7 @@ from pathlib import Path
 from vidssl.core import registry
 from vidssl.core.errors import UserError
 from vidssl.datasets import sources
-from vidssl.models import check_arch
+from vidssl.models import check_arch, min_side
 from vidssl.training import methods as training_methods
 
 SYNTHETIC_ROOT = "resources/synthetic"
@@ -167,6 +167,19 @@ def check_objectives(config: dict, trained: list) -> None:
         declared = registry.declarations(training_methods.OBJECTIVES, method.objective)
         for key in declared.get("MULTIPLE_OF_BATCH", ()):
             check_multiple(f"{method.objective}.{key}", config[method.objective][key], config["train"]["batch_size"])
+        _check_crop_sides(config, method.config_section)
+
+
+def _check_crop_sides(config: dict, section: str | None) -> None:
+    """Every crop an objective asks for is at least the smallest input the backbone takes (a ViT's patch)."""
+    model, smallest = config["model"], min_side(config["model"]["arch"])
+    sides = {"model.image_size": model["image_size"]}
+    if section and config[section].get("local_crops"):
+        sides[f"{section}.local_size"] = max(8, round(config[section]["local_size"] * model["image_size"]))
+    for key, side in sides.items():
+        if side < smallest:
+            raise UserError(f"config {key}: crops of {side} px are smaller than {model['arch']}'s smallest input "
+                            f"({smallest} px)")
 
 
 def _fragment(objective: str) -> dict | None:

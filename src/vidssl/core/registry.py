@@ -29,7 +29,8 @@ def modules(package: str) -> tuple[str, ...]:
 
 @functools.cache
 def declarations(package: str, module: str) -> dict:
-    """The UPPER_CASE names `module` of `package` assigns a literal at its top level, and their values."""
+    """The UPPER_CASE names `module` of `package` assigns a literal at its top level, and their values (a declaration
+    must be a literal: one that names a variable is not read)."""
     tree = ast.parse((_package_path(package) / f"{module}.py").read_text(encoding="utf-8"))
     found = {}
     for node in tree.body:

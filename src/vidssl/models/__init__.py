@@ -29,3 +29,8 @@ def options(arch: str, model_cfg: dict) -> dict:
     """The keys of a config's `model` section that `arch`'s module takes (its OPTIONS declaration)."""
     wanted = registry.declarations(PACKAGE, check_arch(arch)).get("OPTIONS", ())
     return {key: model_cfg[key] for key in wanted}
+
+
+def min_side(arch: str) -> int:
+    """The smallest input side `arch` takes (its module's MIN_SIDE declaration; 1 if it declares none)."""
+    return registry.declarations(PACKAGE, check_arch(arch)).get("MIN_SIDE", {}).get(arch, 1)

@@ -80,13 +80,18 @@ def adjust(rgb: np.ndarray, op: str, factor: float) -> np.ndarray:
     return np.clip(rgb, 0, 1)
 
 
-def color_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.4, hue: float = 0.1) -> np.ndarray:
-    """ColorJitter(strength, strength, strength, hue): the four adjustments with random factors in a random order."""
-    factors = {op: rng.uniform(max(0.0, 1 - strength), 1 + strength) for op in JITTER_OPS[:3]}
-    factors["hue"] = rng.uniform(-hue, hue)
-    for index in rng.permutation(4):
-        op = JITTER_OPS[index]
-        rgb = adjust(rgb, op, factors[op])
+def jitter_draw(rng: np.random.Generator, strength: float = 0.4, hue: float = 0.1) -> tuple[tuple, tuple]:
+    """ColorJitter(strength, strength, strength, hue)'s random part: the four factors (JITTER_OPS order), then the
+    order the adjustments run in (indices into JITTER_OPS)."""
+    factors = [rng.uniform(max(0.0, 1 - strength), 1 + strength) for _ in JITTER_OPS[:3]]
+    factors.append(rng.uniform(-hue, hue))
+    return tuple(factors), tuple(int(i) for i in rng.permutation(4))
+
+
+def color_jitter(rgb: np.ndarray, factors, order) -> np.ndarray:
+    """The four adjustments with their factors in their order."""
+    for index in order:
+        rgb = adjust(rgb, JITTER_OPS[index], factors[index])
     return rgb
 
 
@@ -115,45 +120,83 @@ class Crops:
                    max(8, round(section["local_size"] * image_size)), tuple(section["local_scale"]))
 
 
+@dataclass(frozen=True)
+class AugmentParams:
+    """Every random choice of one MoCo v2 augmentation: the crop window (top, left, h, w) in the image, the flip, the
+    jitter factors and order (None: no jitter), grayscale, and the blur's sigma (None: no blur)."""
+    window: tuple[int, int, int, int]
+    flip: bool
+    jitter: tuple[float, float, float, float] | None
+    order: tuple[int, int, int, int] | None
+    gray: bool
+    sigma: float | None
+
+
+def move_box(box, width: int, height: int, window, flip: bool, size: int) -> np.ndarray:
+    """A box (x1 y1 x2 y2; None: the whole image) through the crop `window`, the resize to `size` and the flip, clipped
+    to the output."""
+    top, left, h, w = window
+    box = np.array([0, 0, width, height] if box is None else box, np.float32)
+    box = (box - np.array([left, top] * 2, np.float32)) * np.array([size / w, size / h] * 2, np.float32)
+    if flip:
+        box = np.array([size - box[2], box[1], size - box[0], box[3]], np.float32)
+    return box.clip(0, size)
+
+
+def kept_box(box: np.ndarray, size: int) -> tuple[torch.Tensor, bool]:
+    """The box, or the whole output when less than MIN_BOX pixels of it remain on a side; and whether it was kept."""
+    kept = bool(box[2] - box[0] >= MIN_BOX and box[3] - box[1] >= MIN_BOX)
+    return torch.from_numpy(box if kept else np.array([0.0, 0.0, size, size], np.float32)), kept
+
+
 class MocoV2Augment:
     """Callable (BGR uint8 image, box x1 y1 x2 y2 or None, rng) -> (normalised float CHW tensor, box in output pixels,
-    box_kept), its crops of `scale` of the image's area resized to `size`."""
+    box_kept), its crops of `scale` of the image's area resized to `size`. `draw` takes every random choice, in the
+    order the steps use them, so that vidssl.training.device_augment draws the same ones and renders them elsewhere."""
 
     def __init__(self, size: int, scale: tuple[float, float] = MOCO_V2_SCALE):
         self.size, self.scale = size, scale
         self.blur_kernel = 2 * round(0.05 * size) + 1  # about a tenth of the side, odd
 
+    def draw(self, height: int, width: int, rng: np.random.Generator) -> AugmentParams:
+        window = crop_window(height, width, rng, scale=self.scale)
+        flip = bool(rng.random() < 0.5)
+        jitter = order = None
+        if rng.random() < 0.8:
+            jitter, order = jitter_draw(rng)
+        gray = bool(rng.random() < 0.2)
+        sigma = rng.uniform(0.1, 2.0) if rng.random() < 0.5 else None
+        return AugmentParams(window, flip, jitter, order, gray, sigma)
+
     def geometric(self, image: np.ndarray, box, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Random resized crop, then horizontal flip; the box (default: the whole image) moves with them."""
-        height, width = image.shape[:2]
-        box = np.array([0, 0, width, height] if box is None else box, np.float32)
-        top, left, h, w = crop_window(height, width, rng, scale=self.scale)
+        params = self.draw(*image.shape[:2], rng)
+        return self.crop(image, params), move_box(box, image.shape[1], image.shape[0], params.window, params.flip,
+                                                  self.size)
+
+    def crop(self, image: np.ndarray, params: AugmentParams) -> np.ndarray:
+        top, left, h, w = params.window
         shrinking = h > self.size or w > self.size
         out = cv2.resize(image[top:top + h, left:left + w], (self.size, self.size),
                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        box = (box - np.array([left, top] * 2, np.float32)) * np.array([self.size / w, self.size / h] * 2, np.float32)
-        if rng.random() < 0.5:
-            out = out[:, ::-1]
-            box = np.array([self.size - box[2], box[1], self.size - box[0], box[3]], np.float32)
-        return out, box.clip(0, self.size)
+        return out[:, ::-1] if params.flip else out
 
-    def photometric(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def photometric(self, image: np.ndarray, params: AugmentParams) -> torch.Tensor:
         rgb = rgb_float(image)
-        if rng.random() < 0.8:
-            rgb = color_jitter(rgb, rng)
-        if rng.random() < 0.2:
+        if params.jitter is not None:
+            rgb = color_jitter(rgb, params.jitter, params.order)
+        if params.gray:
             rgb = np.repeat(grayscale(rgb), 3, axis=2)
-        if rng.random() < 0.5:
-            rgb = cv2.GaussianBlur(rgb, (self.blur_kernel, self.blur_kernel), rng.uniform(0.1, 2.0),
+        if params.sigma is not None:
+            rgb = cv2.GaussianBlur(rgb, (self.blur_kernel, self.blur_kernel), params.sigma,
                                    borderType=cv2.BORDER_REFLECT_101)
         return normalised_tensor(rgb)
 
     def __call__(self, image: np.ndarray, box, rng: np.random.Generator):
-        image, out = self.geometric(image, box, rng)
-        kept = bool(out[2] - out[0] >= MIN_BOX and out[3] - out[1] >= MIN_BOX)
-        if not kept:
-            out = np.array([0.0, 0.0, self.size, self.size], np.float32)
-        return self.photometric(image, rng), torch.from_numpy(out), kept
+        params = self.draw(*image.shape[:2], rng)
+        box, kept = kept_box(move_box(box, image.shape[1], image.shape[0], params.window, params.flip, self.size),
+                             self.size)
+        return self.photometric(self.crop(image, params), params), box, kept
 
 
 def eval_transform(bgr: np.ndarray, size: int) -> torch.Tensor:

@@ -6,13 +6,15 @@ section is named after the module; None: it takes none), and `LABELS` (True: it 
 
 - `forward(batch, step)` is its loss on a batch (a dict of tensors a view source made) at optimiser step `step`;
 - `trainable()`: the parameters the optimiser updates, by name (default: every one that requires a gradient);
-- `after_step(step)`: its momentum or teacher updates and schedules, after each optimiser step;
+- `before_step(step)` and `after_step(step)`: what it does between the backward pass and the optimiser step, and
+  after it (its momentum or teacher updates and schedules);
 - `monitor(draw, step)`: extra columns of train.csv at monitored steps (`monitor_columns` names them), from seeded
   batches `draw()` returns;
 - `trunk()`: the backbone it exports (models.backbone.Backbone), whose pooled feature every evaluation reads.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator
 
 import torch
@@ -28,8 +30,12 @@ class Objective(nn.Module):
     def trainable(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((name, p) for name, p in self.named_parameters() if p.requires_grad)
 
+    def before_step(self, step: int) -> None:
+        """Between the backward pass and the optimiser step (e.g. drop a frozen layer's gradients); nothing by
+        default."""
+
     def after_step(self, step: int) -> None:
-        """Nothing by default."""
+        """After the optimiser step (momentum or teacher updates); nothing by default."""
 
     def monitor(self, draw: Callable[[], dict], step: int) -> dict[str, float]:
         return {}
@@ -38,8 +44,35 @@ class Objective(nn.Module):
         raise NotImplementedError
 
 
+def cosine_momentum(base: float, step: int, steps: int) -> float:
+    """The EMA momentum at `step` of `steps`, rising from `base` to 1 by a cosine (BYOL's tau, DINO's teacher)."""
+    return 1 - (1 - base) * (math.cos(math.pi * step / steps) + 1) / 2
+
+
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """target = momentum * target + (1 - momentum) * online, parameter by parameter."""
     for t, o in zip(target.parameters(), online.parameters()):
         t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
+
+
+def trunk_of(model_cfg: dict, num_splits: int = 1) -> nn.Module:
+    """The configured backbone without its head (pooled features out), batch norm in `num_splits` groups."""
+    from vidssl.models import backbone, options
+    from vidssl.models.norm import norm_layer
+
+    arch = model_cfg["arch"]
+    net = backbone.build(arch, norm_layer=norm_layer(num_splits), **options(arch, model_cfg))
+    net.fc = nn.Identity()
+    return net
+
+
+def mlp(dims: list[int], *, batch_norm: bool = True, activation=nn.ReLU) -> nn.Sequential:
+    """Linear layers between `dims`, each but the last followed by (BatchNorm1d and) the activation."""
+    layers = []
+    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers += [nn.BatchNorm1d(b)] if batch_norm else []
+            layers.append(activation())
+    return nn.Sequential(*layers)

@@ -16,10 +16,11 @@ import torch
 
 from vidssl.core.errors import UserError
 from vidssl.core.images import read_image
-from vidssl.core.io import read_parquet
 from vidssl.datasets.labelled import list_labelled  # noqa: F401  (the trainer's lister, numbered as evaluation)
 from vidssl.training.augment import Crops, MocoV2Augment
+from vidssl.training.device_augment import DeferredAugment, SourceImage, stack_views
 from vidssl.training.methods import Method, view_module
+from vidssl.contracts import BOX_A, BOX_B, FRAME_PAIRS, PAIR_KEY, TRACK_PAIRS
 from vidssl.video.chunk_store import ChunkStore
 
 
@@ -31,11 +32,10 @@ def read_labelled_image(path: str) -> np.ndarray:
 
 
 def read_tracks(paths: list[str]) -> dict:
-    """(video, chunk, frame_a, frame_b) -> array of [ax1, ay1, ax2, ay2, bx1, by1, bx2, by2] rows."""
-    frame = pd.concat([read_parquet(p) for p in paths], ignore_index=True)
-    columns = ["ax1", "ay1", "ax2", "ay2", "bx1", "by1", "bx2", "by2"]
-    return {(v, int(c), int(a), int(b)): group[columns].to_numpy(np.float32)
-            for (v, c, a, b), group in frame.groupby(["video", "chunk", "frame_a", "frame_b"], sort=False)}
+    """(video, chunk, frame_a, frame_b) -> array of the pair's tracks, a row of BOX_A then BOX_B each."""
+    frame = pd.concat([TRACK_PAIRS.read(p, columns=[*PAIR_KEY, *BOX_A, *BOX_B]) for p in paths], ignore_index=True)
+    return {(v, int(c), int(a), int(b)): group[[*BOX_A, *BOX_B]].to_numpy(np.float32)
+            for (v, c, a, b), group in frame.groupby(PAIR_KEY, sort=False)}
 
 
 def step_batches(start: int, steps: int, batch: int, rank: int, world: int):
@@ -49,12 +49,18 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     def __init__(self, method: Method, *, stores: list[ChunkStore], frame_pairs: pd.DataFrame | None,
                  tracks: dict | None, labelled: list[tuple[str, int]] | None, image_size: int, seed: int,
-                 crops: Crops | None = None):
+                 crops: Crops | None = None, augment_on: str = "workers", jpegs_on_device: bool = False):
+        """augment_on `device`: samples hold deferred views (vidssl.training.device_augment) that the trainer renders on
+        its device, from the decoded frames or, with `jpegs_on_device`, from their JPEG bytes."""
         self.method, self.view = method, view_module(method)
         self.stores, self.frame_pairs, self.tracks, self.labelled, self.seed = stores, frame_pairs, tracks, labelled, seed
         self.crops = crops or Crops(image_size)
         self.augment = MocoV2Augment(image_size, self.crops.global_scale)
         self.local_augment = MocoV2Augment(self.crops.local_size, self.crops.local_scale) if self.crops.local else None
+        self.deferred, self.jpegs_on_device = augment_on == "device", jpegs_on_device and augment_on == "device"
+        if self.deferred:
+            self.augment = DeferredAugment(self.augment)
+            self.local_augment = self.local_augment and DeferredAugment(self.local_augment)
         self.units = self.view.units(self)
         if len(self.units) == 0:
             raise UserError(f"{method.name}: no training samples (empty chunks/pairs/labelled set)")
@@ -62,14 +68,14 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     @classmethod
     def from_files(cls, method: Method, files: dict[str, list[str]], labelled: list[tuple[str, int]] | None, *,
-                   image_size: int, seed: int, crops: Crops | None = None) -> TrainingSamples:
+                   image_size: int, seed: int, crops: Crops | None = None, **where) -> TrainingSamples:
         """The samples of `method` from the file sets it reads (vidssl.training.methods.INPUTS keys); others are not opened."""
         reads = method.inputs
         return cls(method, stores=[ChunkStore(p) for p in files["chunks"]] if "chunks" in reads else [],
-                   frame_pairs=pd.concat([read_parquet(p) for p in files["frame_pairs"]], ignore_index=True)
+                   frame_pairs=pd.concat([FRAME_PAIRS.read(p) for p in files["frame_pairs"]], ignore_index=True)
                    if "frame_pairs" in reads else None,
                    tracks=read_tracks(files["track_pairs"]) if "track_pairs" in reads else None,
-                   labelled=labelled, image_size=image_size, seed=seed, crops=crops)
+                   labelled=labelled, image_size=image_size, seed=seed, crops=crops, **where)
 
     @functools.cached_property
     def store_of(self) -> dict[tuple[str, int], int]:
@@ -106,8 +112,16 @@ class TrainingSamples(torch.utils.data.Dataset):
         frames = {}
         for store in {store for store, _ in keys}:
             rows = sorted(row for s, row in keys if s == store)
-            frames.update(zip(((store, row) for row in rows), self.stores[store].read_rows(rows)))
+            frames.update(zip(((store, row) for row in rows), self.read_rows(self.stores[store], rows)))
         return frames
+
+    def read_rows(self, store: ChunkStore, rows: list[int]) -> list:
+        """Decoded frames; in device mode SourceImages (whose regions send the frame once), of the JPEG bytes when the
+        device decodes them."""
+        if self.jpegs_on_device:
+            return [SourceImage.of_jpeg(blob) for blob in store.jpeg_rows(rows)]
+        images = store.read_rows(rows)
+        return [SourceImage.of(image) for image in images] if self.deferred else images
 
     def labelled_image(self, index: int) -> tuple[np.ndarray, int]:
         path, label = self.labelled[index]
@@ -124,7 +138,7 @@ class TrainingSamples(torch.utils.data.Dataset):
             image = images[i % len(images)]
             box = None if boxes is None else boxes[i % len(images)]
             views.append(self.local_augment(around(image, box), None, rng)[0])
-        return {"x_local": torch.stack(views)}
+        return {"x_local": stack_views(views)}
 
 
 def around(image: np.ndarray, box) -> np.ndarray:

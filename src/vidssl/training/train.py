@@ -35,6 +35,7 @@ from vidssl.models.backbone import export_backbone
 from vidssl.training import distributed
 from vidssl.training.fingerprint import describe, differences, run_identity, weight_settings
 from vidssl.training.augment import Crops
+from vidssl.training.device_augment import collate, decodes_jpeg, render_views, resolve
 from vidssl.training.knn_monitor import KnnMonitor
 from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get
 from vidssl.training.objective import Objective
@@ -150,14 +151,19 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
     items, classes = list_labelled(labelled, cfg.get("labelled_split")) if labelled else (None, [])
     seed = int(cfg["seed"])
     size = cfg["model"]["image_size"]
+    where = resolve(cfg["train"].get("augment_on", "auto"), device)  # where the views' pixels are made
+    jpegs = where == "device" and decodes_jpeg(device)
     data = TrainingSamples.from_files(method, files, items, image_size=size, seed=seed,
-                                      crops=Crops.of(size, cfg.get("objective") if method.config_section else None))
+                                      crops=Crops.of(size, cfg.get("objective") if method.config_section else None),
+                                      augment_on=where, jpegs_on_device=jpegs)
     torch.manual_seed(seed)
     model = build_objective(method, cfg, len(classes)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.trainable(), cfg["train"])
-    identity = run_identity(method.name, weight_settings(cfg), {key: files[key] for key in method.inputs}, labelled,
+    settings = weight_settings(cfg)
+    settings["train"]["augment_on"] = where + " (JPEGs decoded there)" * jpegs  # as `auto` resolved on this device
+    identity = run_identity(method.name, settings, {key: files[key] for key in method.inputs}, labelled,
                             items)
     return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir), identity=identity)
 
@@ -192,7 +198,7 @@ def train_step(run: Run, step: int, batch: dict) -> tuple[torch.Tensor, float]:
     lr = scheduled_lr(run.base_lr, step, run.steps, int(run.cfg["train"]["warmup_steps"]))
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+    batch = render_views({k: v.to(run.device, non_blocking=True) for k, v in batch.items()})
     if run.device.type == "cuda":
         for key in run.data.view.IMAGE_KEYS:
             batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
@@ -200,6 +206,9 @@ def train_step(run: Run, step: int, batch: dict) -> tuple[torch.Tensor, float]:
         loss = run.stepper(batch, step)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    run.model.before_step(step)
+    if run.cfg["train"]["clip_grad"]:
+        torch.nn.utils.clip_grad_norm_([p for _, p in run.model.trainable()], run.cfg["train"]["clip_grad"])
     run.optimizer.step()
     run.model.after_step(step)
     return distributed.average(loss.detach()), lr
@@ -213,8 +222,8 @@ def monitor_draw(run: Run, step: int) -> Callable[[], dict]:
 
     def draw() -> dict:
         ids = rng.integers(0, len(run.data), run.batch)[distributed.rank() * per_rank:][:per_rank]
-        samples = torch.utils.data.default_collate(run.data.__getitems__(ids.tolist()))
-        return {k: v.to(run.device) for k, v in samples.items()}
+        samples = collate(run.data.__getitems__(ids.tolist()))
+        return render_views({k: v.to(run.device) for k, v in samples.items()})
 
     return draw
 
@@ -227,7 +236,7 @@ def train_steps(run: Run, last: int) -> None:
         run.data, batch_sampler=step_batches(run.start, run.steps, run.batch, distributed.rank(),
                                              distributed.world_size()),
         num_workers=int(t["workers"]), persistent_workers=int(t["workers"]) > 0, pin_memory=run.device.type == "cuda",
-        generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
+        collate_fn=collate, generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
     knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed, int(t["knn_samples"])) \
         if run.labelled and t["knn_every"] and distributed.is_main() else None
     run.stepper.train()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vidssl.contracts import PAIR_KEY
 from vidssl.core.errors import UserError
 
 INPUTS = ("chunks", "frame_pairs")
@@ -12,7 +13,7 @@ LABELS = False
 
 def units(data) -> np.ndarray:
     """(video, chunk, frame_a, frame_b) of every frame pair; each pair's chunk must be stored."""
-    units = data.frame_pairs[["video", "chunk", "frame_a", "frame_b"]].to_numpy()
+    units = data.frame_pairs[PAIR_KEY].to_numpy()
     missing = {(v, int(c)) for v, c, _, _ in units} - set(data.store_of)
     if missing:
         raise UserError(f"frame pairs name {len(missing)} chunks absent from the chunk containers, "
