@@ -35,7 +35,6 @@ def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
         ("train:\n  methods: [cross_entropy-frame]\n", "the cross_entropy objective needs labelled samples"),
         ("model:\n  arch: vit_s16\n  image_size: 32\ntrain:\n  methods: [dino-frame]\ntable5:\n  methods: [dino-frame]\n",
          "config dino.local_size: crops of 14 px are smaller than vit_s16's smallest input (16 px)"),
-        ("model:\n  arch: vit_ti16\n  image_size: 8\n", "config model.image_size: crops of 8 px are smaller"),
         ("videos:\n  source: folder\n  path: /no/such/folder\n", "videos.path: /no/such/folder does not exist"),
         ("videos:\n  source: folder\n", "videos.path: required"),
         ("table5:\n  methods: [random, imagenet]\n", "['imagenet'] are neither trained"),
