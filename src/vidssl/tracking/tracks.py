@@ -18,7 +18,8 @@ The supplementary's tracking text is cut short, so the tracker is ours. Per chun
    x the geometric mean over its frames of the fraction of grid points kept (one frame's fraction when every frame is
    a keyframe). A track whose points are all lost ends at once, keyframe or not. A link scoring at least `link_floor` is
    made: the track takes the matched proposal's box when that overlaps the propagated box by at least `snap_iou`
-   (IoU), and keeps the propagated box otherwise. A link below the floor (or no proposal left for the track, or a
+   (IoU) once the flow has carried the box SNAP_FRAMES frames since it was last a proposal, and by more after fewer
+   frames (`snap_overlap`), and keeps the propagated box otherwise. A link below the floor (or no proposal left for the track, or a
    keyframe without proposals) is missed: the track coasts on its propagated box with a link score of 0. A track ends
    when no grid point is kept, once it has coasted more than `max_missed` frames since its last made link (dense:
    `max_missed` missed links in a row; with keyframes every N > `max_missed` frames, the first missed keyframe), or
@@ -26,8 +27,12 @@ The supplementary's tracking text is cut short, so the tracker is ours. Per chun
    on its last made link (the frames after it are dropped) and never resumes. Tracking stops at the last keyframe.
    Why not always snap: a 10-20 px object's proposals are a few pixels off and a duplicate track may take the best
    one, so a chain of proposals each overlapping the last by >= 0.3 walks off the object while the flow stays on it;
-   coasting carries a track across a frame without a good proposal. (`snap_iou` = 0 and `max_missed` = 0: every
-   made link snaps and the first miss ends the track.)
+   coasting carries a track across a frame without a good proposal. Why the snap overlap depends on the frames of
+   flow: matched at every frame against `snap_iou` alone, the dense tracker took a near-miss proposal (the object and
+   a rim of background) nearly every frame; each snap let the next, larger, proposal pass, and once background filled
+   the box its flow points stayed behind a moving object, stretching the box further. Keyframes 10 apart snapped
+   six times a chunk and held the object. (`snap_iou` = 0 and `max_missed` = 0: every made link snaps and the first
+   miss ends the track.)
 4. Scoring. A track's score is the mean over its frames of the link scores up to its last made link (each link
    weighs as many frames as its interval; missed ones count 0; 0 for a single-frame track), so it means the same for
    any keyframe spacing. Tracks with score >= `score_threshold` and at least `min_length` frames are kept, one row per
@@ -61,6 +66,10 @@ from vidssl.video.chunk_store import ChunkStore
 # points against 1.1 ms for 9 x 9 (even sizes suit OpenCV's SIMD), and 5 iterations to 0.1 px suffice for a 1 px
 # forward-backward test.
 LK_PARAMS = dict(winSize=(8, 8), maxLevel=1, criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 5, 0.1))
+# Frames of flow after which a proposal overlapping the carried box by `snap_iou` may replace it (see snap_overlap):
+# measured on 10-20 px objects that halve or double in size within a chunk (docs/robustness.md), where 5 kept the dense
+# tracker on the object as long as keyframes 10 apart; with keyframes N >= 5 apart the threshold is `snap_iou` itself.
+SNAP_FRAMES = 5
 TRACK_COLUMNS = TRACKS.names[len(CHUNK_KEY):]  # a chunk's columns
 
 
@@ -136,6 +145,18 @@ def propagate(prev_gray: np.ndarray, next_gray: np.ndarray, boxes: np.ndarray, *
     return propagated, kept.mean(axis=1)
 
 
+def snap_overlap(snap_iou: float, flow_frames: np.ndarray) -> np.ndarray:
+    """The IoU a matched proposal needs with a box the flow has carried `flow_frames` frames since it was last a proposal
+    before the track takes the proposal: `snap_iou` ** min(1, flow_frames / SNAP_FRAMES).
+
+    A proposal is a few pixels off a 10-20 px object, while the flow drifts little from frame to frame: a snap may
+    move the box only as far as the flow may have drifted since its last snap, so it reaches `snap_iou` after
+    SNAP_FRAMES frames of flow (per frame, the overlap the flow may lose is a constant factor, as in the link score's
+    geometric mean). `snap_iou` 0 snaps every made link; 1 never snaps after the seed.
+    """
+    return np.float32(snap_iou) ** np.minimum(1.0, np.asarray(flow_frames) / SNAP_FRAMES).astype(np.float32)
+
+
 def match(propagated: np.ndarray, kept: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-to-one Hungarian matching of propagated boxes to proposals by IoU: per box its link score (IoU x share of
     points kept, 0 when unmatched), the IoU and the matched proposal (NaN when unmatched)."""
@@ -157,6 +178,7 @@ class _Chains:
     length: np.ndarray  # frames up to and including the last made link
     missed: np.ndarray  # frames coasted since the last made link
     survival: np.ndarray  # product of the shares of points kept since the last keyframe
+    flow_frames: np.ndarray  # frames the box has been carried by the flow since it was last a proposal
     live: np.ndarray
 
     @classmethod
@@ -167,7 +189,7 @@ class _Chains:
         from_proposal = np.zeros((n_tracks, n_frames), bool)
         from_proposal[:, 0] = True
         return cls(boxes, from_proposal, np.zeros(n_tracks), np.ones(n_tracks, int), np.zeros(n_tracks, int),
-                   np.ones(n_tracks), np.arange(n_tracks))
+                   np.ones(n_tracks), np.zeros(n_tracks, int), np.arange(n_tracks))
 
     def link(self, frame: int, interval: int, candidates: np.ndarray, *, link_floor: float, snap_iou: float,
              max_missed: int) -> None:
@@ -178,7 +200,9 @@ class _Chains:
         rate = self.survival[live] ** (1.0 / interval)
         link, iou, matched = match(carried, rate, candidates)
         linked = (link >= link_floor) & (rate > 0)
-        snapped = linked & (iou >= snap_iou)
+        flow_frames = self.flow_frames[live] + interval
+        snapped = linked & (iou >= snap_overlap(snap_iou, flow_frames))
+        self.flow_frames[live] = np.where(snapped, 0, flow_frames)
         self.boxes[live, frame] = np.where(snapped[:, None], matched, carried)
         self.from_proposal[live, frame] = snapped
         self.link_sum[live[linked]] += link[linked] * interval
