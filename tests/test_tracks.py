@@ -226,7 +226,7 @@ SCALE_SCENES = {
 @pytest.fixture(scope="module")
 def scale_scenes(tmp_path_factory):
     """The scale scenes as one-chunk videos at 128 px (from 320 x 240), with the pipeline's proposals on every frame
-    and on keyframes 10 apart (pairs 59 apart, so that they reach the last frame): container, proposals, stored truth."""
+    and on keyframes 10 apart (pairs 59 apart, so that they reach the last frame): container, proposals, truth."""
     tmp_path = tmp_path_factory.mktemp("scales")
     videos, truth = {}, {}
     for name, (side, seed) in SCALE_SCENES.items():

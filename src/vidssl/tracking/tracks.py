@@ -19,19 +19,19 @@ The supplementary's tracking text is cut short, so the tracker is ours. Per chun
    a keyframe). A track whose points are all lost ends at once, keyframe or not. A link scoring at least `link_floor` is
    made: the track takes the matched proposal's box when that overlaps the propagated box by at least `snap_iou`
    (IoU) once the flow has carried the box SNAP_FRAMES frames since it was last a proposal, and by more after fewer
-   frames (`snap_overlap`), and keeps the propagated box otherwise. A link below the floor (or no proposal left for the track, or a
-   keyframe without proposals) is missed: the track coasts on its propagated box with a link score of 0. A track ends
-   when no grid point is kept, once it has coasted more than `max_missed` frames since its last made link (dense:
-   `max_missed` missed links in a row; with keyframes every N > `max_missed` frames, the first missed keyframe), or
-   at a frame that does not decode; it ends
-   on its last made link (the frames after it are dropped) and never resumes. Tracking stops at the last keyframe.
+   frames (`snap_overlap`), and keeps the propagated box otherwise. A link below the floor (or no proposal left for
+   the track, or a keyframe without proposals) is missed: the track coasts on its propagated box with a link score
+   of 0. A track ends when no grid point is kept, once it has coasted more than `max_missed` frames since its last
+   made link (dense: `max_missed` missed links in a row; with keyframes every N > `max_missed` frames, the first missed
+   keyframe), or at a frame that does not decode; it ends on its last made link (the frames after it are dropped) and
+   never resumes. Tracking stops at the last keyframe.
    Why not always snap: a 10-20 px object's proposals are a few pixels off and a duplicate track may take the best
    one, so a chain of proposals each overlapping the last by >= 0.3 walks off the object while the flow stays on it;
    coasting carries a track across a frame without a good proposal. Why the snap overlap depends on the frames of
    flow: matched at every frame against `snap_iou` alone, the dense tracker took a near-miss proposal (the object and
    a rim of background) nearly every frame; each snap let the next, larger, proposal pass, and once background filled
-   the box its flow points stayed behind a moving object, stretching the box further. Keyframes 10 apart snapped
-   six times a chunk and held the object. (`snap_iou` = 0 and `max_missed` = 0: every made link snaps and the first
+   the box its flow points stayed behind a moving object, stretching the box further. Keyframes 10 apart snap at
+   most six times a chunk and held the object. (`snap_iou` = 0 and `max_missed` = 0: every made link snaps and the first
    miss ends the track.)
 4. Scoring. A track's score is the mean over its frames of the link scores up to its last made link (each link
    weighs as many frames as its interval; missed ones count 0; 0 for a single-frame track), so it means the same for
@@ -146,8 +146,8 @@ def propagate(prev_gray: np.ndarray, next_gray: np.ndarray, boxes: np.ndarray, *
 
 
 def snap_overlap(snap_iou: float, flow_frames: np.ndarray) -> np.ndarray:
-    """The IoU a matched proposal needs with a box the flow has carried `flow_frames` frames since it was last a proposal
-    before the track takes the proposal: `snap_iou` ** min(1, flow_frames / SNAP_FRAMES).
+    """The IoU a matched proposal needs with a box the flow has carried `flow_frames` frames since it was last a
+    proposal before the track takes the proposal: `snap_iou` ** min(1, flow_frames / SNAP_FRAMES).
 
     A proposal is a few pixels off a 10-20 px object, while the flow drifts little from frame to frame: a snap may
     move the box only as far as the flow may have drifted since its last snap, so it reaches `snap_iou` after
