@@ -25,7 +25,7 @@ def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
     "overlay, message",
     [
         ("tracks:\n  score_threshold: -0.5\n", "invalid config at tracks.score_threshold: -0.5 is less than the minimum of 0"),
-        ("trackz:\n  score_threshold: 0.5\n", "config trackz: not a known section nor an objective's (moco)"),
+        ("trackz:\n  score_threshold: 0.5\n", "config trackz: not a known section nor an objective's (byol, dino, moco)"),
         ("tracks:\n  scor_threshold: 0.5\n", "'scor_threshold' was unexpected"),
         ("train:\n  steps: many\n", "invalid config at train.steps: 'many' is not of type 'integer'"),
         ("model:\n  arch: vgg16\n", "model.arch 'vgg16' is not one of resnet18, resnet50"),

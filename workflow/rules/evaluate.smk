@@ -2,7 +2,7 @@
 # scores and the downstream classification scores.
 
 FEATURE_PARAMS = dict(
-    arch=config["model"]["arch"],
+    arch=lambda wildcards: vidssl_config.arch_of(config, wildcards.method),
     batch_size=config["evaluation"]["batch_size"],
 )
 FEATURE_RESOURCES = dict(

@@ -14,7 +14,7 @@ rule train:
         labelled=config["train"]["labelled"],
         labelled_split=lambda wildcards: vidssl_config.labelled_split(config, wildcards.method),
         seed=config["seed"],
-        model=config["model"],
+        model=lambda wildcards: vidssl_methods.get(wildcards.method).model_config(config["model"]),
         objective=objective_section,
         # Only what changes the weights a run ends with: the rest of `train` (workers, GPUs, checkpoint and monitor
         # intervals) reaches the script through its config and never reruns training.

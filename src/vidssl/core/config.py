@@ -167,12 +167,13 @@ def check_objectives(config: dict, trained: list) -> None:
         declared = registry.declarations(training_methods.OBJECTIVES, method.objective)
         for key in declared.get("MULTIPLE_OF_BATCH", ()):
             check_multiple(f"{method.objective}.{key}", config[method.objective][key], config["train"]["batch_size"])
-        _check_crop_sides(config, method.config_section)
+        _check_crop_sides(config, method)
 
 
-def _check_crop_sides(config: dict, section: str | None) -> None:
-    """Every crop an objective asks for is at least the smallest input the backbone takes (a ViT's patch)."""
-    model, smallest = config["model"], min_side(config["model"]["arch"])
+def _check_crop_sides(config: dict, method) -> None:
+    """Every crop a method's objective asks for is at least the smallest input its backbone takes (a ViT's patch)."""
+    section, model = method.config_section, method.model_config(config["model"])
+    smallest = min_side(model["arch"])
     sides = {"model.image_size": model["image_size"]}
     if section and config[section].get("local_crops"):
         sides[f"{section}.local_size"] = max(8, round(config[section]["local_size"] * model["image_size"]))
@@ -201,6 +202,14 @@ def methods(config: dict) -> list[str]:
     """Every method whose backbone is evaluated: Table 5's rows first, then any other trained method."""
     rows = config["table5"]["methods"]
     return rows + [m for m in config["train"]["methods"] if m not in rows]
+
+
+def arch_of(config: dict, method: str) -> str:
+    """The backbone architecture of a method's backbone file: a trained method's own, else model.arch (random init,
+    pretrained checkpoints)."""
+    if method in config["train"]["methods"]:
+        return training_methods.get(method).model_config(config["model"])["arch"]
+    return config["model"]["arch"]
 
 
 def display_name(config: dict, method: str) -> str:

@@ -1,6 +1,6 @@
-"""A training method is an objective (vidssl.training.objectives) on a view source (vidssl.training.views), with the
-configured backbone (vidssl.models). Its name follows one rule, `<objective>-<view>` (`byol-tracked_patch`), and the
-paper's four names keep their meaning as aliases.
+"""A training method is an objective (vidssl.training.objectives) on a view source (vidssl.training.views) with a
+backbone (vidssl.models). Its name follows one rule, `<objective>-<view>[@<arch>]` (`byol-tracked_patch`,
+`dino-frame@vit_s16`; without `@<arch>`, model.arch), and the paper's four names keep their meaning as aliases.
 
 Snakemake builds the DAG from the methods, so this module reads the objective and view modules' declarations without
 importing them (vidssl.core.registry): no torch here.
@@ -25,6 +25,11 @@ class Method:
     name: str  # as the config names it: results/models/{name}/
     objective: str
     view: str
+    arch: str | None = None  # None: model.arch
+
+    def model_config(self, model: dict) -> dict:
+        """The `model` section this method trains and is evaluated with."""
+        return model | {"arch": self.arch} if self.arch else model
 
     @property
     def view_declares(self) -> dict:
@@ -54,22 +59,30 @@ def views() -> tuple[str, ...]:
     return registry.modules(VIEWS)
 
 
+def _parts(name: str) -> tuple[str, str, str]:
+    base, _, arch = name.partition("@")
+    objective, _, view = ALIASES.get(base, base).partition("-")
+    return objective, view, arch
+
+
 def is_method_name(name: str) -> bool:
-    objective, _, view = ALIASES.get(name, name).partition("-")
-    return objective in objectives() and view in views()
+    from vidssl.models import archs
+
+    objective, view, arch = _parts(name)
+    return objective in objectives() and view in views() and (not arch or arch in archs())
 
 
 def get(name: str) -> Method:
     """The method a config name stands for; one line naming what is wrong otherwise."""
-    objective, _, view = ALIASES.get(name, name).partition("-")
+    objective, view, arch = _parts(name)
     if not is_method_name(name):
-        raise UserError(f"training method {name!r} is not one of {', '.join(ALIASES)} nor <objective>-<view> with "
-                        f"an objective of {', '.join(objectives())} and a view of {', '.join(views())}")
+        raise UserError(f"training method {name!r} is not one of {', '.join(ALIASES)} nor <objective>-<view>[@<arch>] "
+                        f"with an objective of {', '.join(objectives())} and a view of {', '.join(views())}")
     needs, gives = registry.declarations(OBJECTIVES, objective)["LABELS"], registry.declarations(VIEWS, view)["LABELS"]
     if needs != gives:
         raise UserError(f"training method {name!r}: the {objective} objective "
                         f"{'needs labelled samples, which only the labelled view gives' if needs else 'learns without labels, and the labelled view is for labelled objectives'}")
-    return Method(name, objective, view)
+    return Method(name, objective, view, arch or None)
 
 
 def check_inputs(method: Method, files: dict[str, list[str] | None], labelled: str | None) -> None:
