@@ -114,6 +114,20 @@ def camera_path(rng: np.random.Generator, n_frames: int, pad: int) -> np.ndarray
     return np.clip(np.round(np.stack(path, 1)), 0, 2 * pad).astype(int)
 
 
+def _checked_world(n_videos: int, n_frames: int, width: int, height: int, camera: float, background: str,
+                   object_size) -> Callable:
+    """The background painter of a valid world; one line naming the setting otherwise."""
+    draw_background = {"smooth": make_background, "leaves": make_leaves_background}.get(background)
+    if draw_background is None:
+        raise UserError(f"synthetic.background: {background!r} is not smooth or leaves")
+    if not 0 < object_size[0] <= object_size[1] <= 1:
+        raise UserError(f"synthetic.object_size: need 0 < low <= high <= 1, got {list(object_size)}")
+    if n_videos < 1 or n_frames < 1 or width < 16 or height < 16 or not 0 <= camera <= 1:
+        raise UserError(f"synthetic: need videos >= 1, frames >= 1, a size of at least 16x16 and camera in [0, 1], "
+                        f"got {n_videos} videos, {n_frames} frames, {width}x{height}, camera {camera}")
+    return draw_background
+
+
 def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames: int,
                     size: tuple[int, int] = (160, 120), seed: int = 0, camera: float = 0.0,
                     background: str = "smooth", object_size: tuple[float, float] = (0.3, 0.5),
@@ -130,14 +144,7 @@ def generate_videos(out_dir, *, classes: Sequence[str], n_videos: int, n_frames:
     """
     classes = check_classes(classes)
     width, height = map(int, size)
-    draw_background = {"smooth": make_background, "leaves": make_leaves_background}.get(background)
-    if draw_background is None:
-        raise UserError(f"synthetic.background: {background!r} is not smooth or leaves")
-    if not 0 < object_size[0] <= object_size[1] <= 1:
-        raise UserError(f"synthetic.object_size: need 0 < low <= high <= 1, got {list(object_size)}")
-    if n_videos < 1 or n_frames < 1 or width < 16 or height < 16 or not 0 <= camera <= 1:
-        raise UserError(f"synthetic: need videos >= 1, frames >= 1, a size of at least 16x16 and camera in [0, 1], "
-                        f"got {n_videos} videos, {n_frames} frames, {width}x{height}, camera {camera}")
+    draw_background = _checked_world(n_videos, n_frames, width, height, camera, background, object_size)
     material = class_materials(materials, seed)
     pad = int(round(camera * max(width, height)))
     out_dir = Path(out_dir)
