@@ -10,7 +10,7 @@ import yaml
 from conftest import ROOT, SNAKEMAKE, planned_jobs
 
 from vidssl import synthetic
-from vidssl.core import config as vidssl_config
+from vidssl import config as vidssl_config
 from vidssl.core.errors import UserError
 
 
@@ -190,7 +190,7 @@ table5:
 
 
 def test_wildcard_choices_match_only_their_names():
-    from vidssl.core.config import wildcard_choice
+    from vidssl.config import wildcard_choice
 
     choice = wildcard_choice(["a.b", "c|d", "e"])
     assert [bool(re.fullmatch(f"(?:{choice})", text)) for text in ("a.b", "axb", "c|d", "c", "d", "e", "")] == [

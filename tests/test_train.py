@@ -17,28 +17,17 @@ import yaml
 from conftest import ROOT
 from torchvision.transforms.v2 import functional as TF
 
-from vidssl.core import config as vidssl_config
+from vidssl import config as vidssl_config
 from vidssl.core.io import UserError, write_parquet
 from vidssl.datasets import sources
 from vidssl.datasets.readers import build_index
 from vidssl.models.backbone import load_backbone
 from vidssl.report.figures import plot_training
-from vidssl.training.augment import (
-    JITTER_OPS,
-    MIN_BOX,
-    MocoV2Augment,
-    adjust,
-    crop_window,
-)
+from vidssl.training.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, crop_window
 from vidssl.training.knn_monitor import KnnMonitor
 from vidssl.training.methods import ALIASES, objectives, views
 from vidssl.training.methods import get as get_method
-from vidssl.training.samples import (
-    TrainingSamples,
-    list_labelled,
-    read_tracks,
-    step_batches,
-)
+from vidssl.training.samples import TrainingSamples, list_labelled, read_tracks, step_batches
 from vidssl.training.train import set_up, train
 from vidssl.video.chunk_store import ChunkStore
 from vidssl.video.chunks import extract_chunks
@@ -353,7 +342,7 @@ def test_method_names_follow_one_rule_and_the_papers_names_keep_their_meaning():
 
 def test_the_method_specs_and_the_training_plot_load_without_torch():
     """Snakemake reads the specs to build the DAG, and the training_plot rule only draws a CSV."""
-    code = ("import sys, vidssl.report.figures, vidssl.training.methods as m, vidssl.core.config, vidssl.models as b; "
+    code = ("import sys, vidssl.report.figures, vidssl.training.methods as m, vidssl.config, vidssl.models as b; "
             "[m.get(n).inputs for n in m.ALIASES]; b.check_arch('resnet18'); sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

@@ -17,7 +17,7 @@ import torch
 import yaml
 from test_train import CFG, data, run  # noqa: F401  (data: the tiny chunk/pairs fixture, reused)
 
-from vidssl.core import config as vidssl_config
+from vidssl import config as vidssl_config
 from vidssl.core.io import UserError
 from vidssl.evaluation.features import extract
 from vidssl.models.backbone import import_pretrained

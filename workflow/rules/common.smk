@@ -1,11 +1,11 @@
-# Config validation (schema, then vidssl.core.config's checks), the names the DAG is built from, the input functions every
+# Config validation (schema, then vidssl.config's checks), the names the DAG is built from, the input functions every
 # stage shares and the default targets.
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from vidssl.core import config as vidssl_config
+from vidssl import config as vidssl_config
 from vidssl import models as vidssl_models
 from vidssl.training import methods as vidssl_methods
 from vidssl.training.fingerprint import RUN_SETTINGS
@@ -147,7 +147,7 @@ def all_targets():
 
 def check_gpu_requests(candidates):
     """Stop before any submission when a profile or --set-resources asks SLURM for GPUs a job would not use
-    (vidssl.core.config.check_gpu_requests); called once every rule exists."""
+    (vidssl.config.check_gpu_requests); called once every rule exists."""
     requests = {}
     for candidate in candidates:
         gpu = candidate.resources.get("gpu")

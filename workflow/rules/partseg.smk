@@ -3,7 +3,7 @@
 PARTSEG_CROP_KEYS = ["classes", "merge", "context", "min_box", "test_fraction", "split_lists"]
 # Every probe job the table reads: methods outer, seeds inner (expand's order, which the table5 script relies on).
 PROBE_RUNS = dict(method=config["table5"]["methods"], probe_seed=config["partseg"]["seeds"])
-TABLE5_REFERENCE = vidssl_config.table5_reference(config)  # checked with the config (vidssl.core.config.check)
+TABLE5_REFERENCE = vidssl_config.table5_reference(config)  # checked with the config (vidssl.config.check)
 
 
 rule partseg_crops:

@@ -1,1 +1,2 @@
-"""What every stage uses: errors, names, atomic I/O, images, artifact integrity, the config checks, GPU claims and the script runner."""
+"""What every stage uses: errors, names, atomic I/O, images, artifact integrity, the extension registry, GPU claims
+and the script runner."""

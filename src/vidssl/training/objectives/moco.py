@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vidssl.core.config import check_multiple
+from vidssl.core.errors import check_multiple
 from vidssl.models import backbone, options
 from vidssl.models.norm import norm_layer
 from vidssl.training.distributed import average, concat_all_gather, distributed, rank, world_size

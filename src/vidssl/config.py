@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from vidssl.core import registry
-from vidssl.core.errors import UserError
+from vidssl.core.errors import UserError, check_multiple
 from vidssl.datasets import sources
 from vidssl.models import check_arch, min_side
 from vidssl.training import methods as training_methods
@@ -41,13 +41,6 @@ def _existing(value: str | None, key: str, *, kind: str = "any") -> str | None:
     if kind == "file" and not path.is_file():
         raise UserError(f"config {key}: {path} is not a file")
     return str(path)
-
-
-def check_multiple(key: str, value: int, batch: int) -> None:
-    """A size that holds whole global batches (MoCo's queue: each step enqueues a whole batch of keys)."""
-    if value % batch:
-        raise UserError(f"config {key} ({value}) must be a multiple of train.batch_size ({batch}): "
-                        f"{key} {value} leaves {value % batch} slots over")
 
 
 def check(config: dict) -> dict:
@@ -190,7 +183,7 @@ def _fragment(objective: str) -> dict | None:
 def _main_schema() -> dict:
     import yaml
 
-    return yaml.safe_load((Path(__file__).parents[3] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return yaml.safe_load((Path(__file__).parents[2] / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 
 def eval_plan(config: dict) -> sources.EvalPlan:
