@@ -1,5 +1,7 @@
 """What no CPU can show, in one run of a few minutes on one GPU (`make gpu-check`): MoCo v2 and Region Tracker steps of
-resnet50 at 224 px in bf16 with channels_last, the real training loop, feature extraction, roi_align on the GPU
+resnet50 at 224 px in bf16 with channels_last, the real training loop, the training loop with the augmentations in
+the workers and on the device (train.augment_on) and the share of step time it waits for its loader, JPEG decoding
+on a core and with nvJPEG, feature extraction, roi_align on the GPU
 against a float64 CPU reference, and with two GPUs one DDP step against one process with the same global batch and BN
 splits. Without a GPU the same checks run at a tiny size (resnet18, 32 px), as the test suite runs them so that they
 keep working; `--tiny` asks for that size anywhere.
@@ -18,8 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_augment
 import bench_features
 import bench_train
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -27,14 +31,19 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from run import machine, print_table
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torchvision.io import decode_jpeg
 from torchvision.ops import roi_align
 
 from vidssl.core.io import write_csv
 from vidssl.evaluation.features import extract
 from vidssl.models.backbone import random_backbone
 from vidssl.training import distributed
+from vidssl.training.device_augment import collate
 from vidssl.training.methods import build_objective, get
 from vidssl.training.optim import build_optimizer
+from vidssl.training.samples import step_batches
+from vidssl.training.train import set_up, train_step
 
 FULL = dict(arch="resnet50", image_size=224, batch=128, queue=65536, bn_splits=8, layer3=1024, steps=20,
             real_steps=40, warmup=10, images=2048, feature_batch=256)
@@ -81,6 +90,56 @@ def real_loop_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
     images_per_s = bench_train.real_images_per_s("moco", world, cfg, root / "models", warmup=size["warmup"])
     return [row("train loop", f"moco real loop images/s ({size['arch']} {size['image_size']} px, {workers} workers)",
                 round(images_per_s, 1), "images/s")]
+
+
+def loop_with_waits(cfg: dict, world: dict, out: Path, warmup: int) -> tuple[float, float]:
+    """FTI's training loop (vidssl.training.train's set-up and steps, each step read back): images/s after `warmup`
+    steps, and the share of that time spent waiting for the loader."""
+    run = set_up(get("fti"), {k: world[k] for k in ("chunks", "frame_pairs")}, None, str(out), cfg, 0)
+    run.stepper, t = run.model, cfg["train"]
+    loader = DataLoader(run.data, batch_sampler=step_batches(0, t["steps"], t["batch_size"], 0, 1),
+                        num_workers=t["workers"], pin_memory=run.device.type == "cuda", collate_fn=collate)
+    waits, totals = [], []
+    batches = iter(loader)
+    for step in range(t["steps"]):
+        start = time.perf_counter()
+        batch = next(batches)
+        waited = time.perf_counter() - start
+        float(train_step(run, step, batch)[0])
+        if step >= warmup:
+            waits.append(waited), totals.append(time.perf_counter() - start)
+    return len(totals) * 2 * t["batch_size"] / sum(totals), sum(waits) / sum(totals)
+
+
+def augment_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
+    """train.augment_on: training images/s with the augmentations in the workers and on the device, the share of step
+    time the loader keeps the step waiting; and JPEG decoding per image, OpenCV on one core against nvJPEG in a batch."""
+    workers = max(1, min(14, (os.cpu_count() or 2) - 2)) if device.type == "cuda" else 0
+    world, rows = bench_train.make_world(root / "augment_world"), []
+    where = f"fti, {size['arch']} {size['image_size']} px from 128 px frames, batch {size['batch']}, {workers} workers"
+    for path in ("workers", "device"):
+        cfg = train_config(size, size["real_steps"], workers)
+        cfg["train"]["augment_on"] = path
+        images_per_s, waiting = loop_with_waits(cfg, world, root / f"augment_{path}", size["warmup"])
+        rows += [row("augment", f"augment_on {path}: images/s ({where})", round(images_per_s, 1), "images/s"),
+                 row("augment", f"augment_on {path}: share of step time waiting for the loader", round(waiting, 3),
+                     "share")]
+    blobs = bench_augment.frames(size["feature_batch"])
+    start = time.perf_counter()
+    for blob in blobs:
+        cv2.imdecode(blob, cv2.IMREAD_COLOR)
+    rows.append(row("augment", "JPEG decode ms per 256 px frame (OpenCV, one core)",
+                    round((time.perf_counter() - start) / len(blobs) * 1000, 3), "ms"))
+    if device.type == "cuda":
+        tensors = [torch.from_numpy(blob) for blob in blobs]
+        decode_jpeg(tensors, device=device)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        decode_jpeg(tensors, device=device)
+        torch.cuda.synchronize()
+        rows.append(row("augment", f"JPEG decode ms per 256 px frame (nvJPEG, batch of {len(blobs)})",
+                        round((time.perf_counter() - start) / len(blobs) * 1000, 3), "ms"))
+    return rows
 
 
 def feature_rows(size: dict, root: Path) -> list[dict]:
@@ -204,7 +263,8 @@ def run(tiny: bool = False) -> list[dict]:
     size = FULL if full else TINY
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        return [*step_rows(size, device, full), *real_loop_rows(size, device, root), *feature_rows(size, root),
+        return [*step_rows(size, device, full), *real_loop_rows(size, device, root),
+                *augment_rows(size, device, root), *feature_rows(size, root),
                 *roi_align_rows(size, device), *ddp_rows(size, device, root)]
 
 

@@ -16,6 +16,8 @@ def test_the_gpu_check_runs_every_check_at_its_cpu_size(tmp_path):
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = pd.read_csv(out)
-    assert set(rows.check) == {"train step", "train loop", "features", "roi_align", "ddp"} and rows.ok.all()
+    assert set(rows.check) == {"train step", "train loop", "augment", "features", "roi_align", "ddp"} and rows.ok.all()
     measured = rows[rows.unit.isin(["images/s", "ms"])]
+    waiting = rows[rows.unit == "share"].value.astype(float)
+    assert len(waiting) == 2 and ((waiting >= 0) & (waiting <= 1)).all()  # augment_on workers and device
     assert (measured.value.astype(float) > 0).all() and len(rows[rows.check == "ddp"]) == 2  # two CPU processes ran

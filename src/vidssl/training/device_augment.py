@@ -165,6 +165,8 @@ def padded(images: list[np.ndarray]) -> torch.Tensor:
     """Images of any sizes as one N x H x W x 3 tensor, each padded right and down with its last column and row, so
     that bilinear sampling at its edge reads what it reads on the image alone."""
     height, width = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
+    if all(i.shape[:2] == (height, width) for i in images):
+        return torch.from_numpy(np.stack(images))
     out = np.empty((len(images), height, width, 3), np.uint8)
     for slot, image in zip(out, images):
         h, w = image.shape[:2]
