@@ -10,9 +10,9 @@ import pytest
 import scipy.io
 import yaml
 
+from vidssl.contracts import EVAL_INDEX
 from vidssl.core.io import UserError
 from vidssl.datasets.aloi import aloi_index
-from vidssl.contracts import EVAL_INDEX
 from vidssl.datasets.eval_sets import load_image, synthetic_index
 from vidssl.datasets.got10k import AUTHORS_SEED, got10k_index
 from vidssl.datasets.labelled import imagefolder_index, list_labelled, split_index, voc07_index

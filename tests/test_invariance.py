@@ -9,12 +9,7 @@ import pytest
 from vidssl.core.io import UserError
 from vidssl.datasets.sources import INVARIANCE_TITLES
 from vidssl.evaluation import bootstrap, summary
-from vidssl.evaluation.invariance import (
-    MEASURES,
-    invariance_score,
-    score_all,
-    score_feature_files,
-)
+from vidssl.evaluation.invariance import MEASURES, invariance_score, score_all, score_feature_files
 
 # Six samples, two classes, three sets of two. Unit 0 and unit 1 are worked by hand below;
 # unit 2 is constant, so every threshold ties and it fires everywhere.

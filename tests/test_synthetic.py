@@ -13,12 +13,7 @@ import scipy.io
 from vidssl import synthetic
 from vidssl.core.errors import UserError
 from vidssl.core.io import read_parquet
-from vidssl.synthetic.render import (
-    class_materials,
-    make_background,
-    make_leaves_background,
-    sample_instance,
-)
+from vidssl.synthetic.render import class_materials, make_background, make_leaves_background, sample_instance
 from vidssl.synthetic.templates import TEMPLATES, part_names
 from vidssl.synthetic.videos import camera_path
 

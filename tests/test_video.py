@@ -14,13 +14,7 @@ from conftest import moving_square_frames, write_jpeg_folder, write_mp4
 from vidssl.core.errors import UserError
 from vidssl.video.chunk_store import ChunkStore
 from vidssl.video.chunks import extract_chunks
-from vidssl.video.manifest import (
-    build_manifest,
-    chunk_starts,
-    list_videos,
-    shard_of,
-    write_manifest,
-)
+from vidssl.video.manifest import build_manifest, chunk_starts, list_videos, shard_of, write_manifest
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vidssl.datasets.eval_sets import (
-    WHOLE_IMAGE,
-    Skipped,
-    existing_root,
-    image_files,
-    numbered,
-)
+from vidssl.datasets.eval_sets import WHOLE_IMAGE, Skipped, existing_root, image_files, numbered
 
 OBJECTS = range(1, 1001)
 

@@ -14,13 +14,7 @@ import pandas as pd
 
 from vidssl.contracts import SPLIT, TARGET_PREFIX
 from vidssl.core.errors import UserError
-from vidssl.datasets.eval_sets import (
-    WHOLE_IMAGE,
-    Skipped,
-    existing_root,
-    image_files,
-    index_frame,
-)
+from vidssl.datasets.eval_sets import WHOLE_IMAGE, Skipped, existing_root, image_files, index_frame
 
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:

@@ -19,12 +19,7 @@ from tqdm import tqdm
 from vidssl.contracts import BOX, CHUNK_KEY, PROPOSALS
 from vidssl.core.errors import UserError
 from vidssl.tracking.pairs import keyframes
-from vidssl.tracking.selective_search import (
-    check_mode,
-    init_worker,
-    propose_chunk,
-    single_opencv_thread,
-)
+from vidssl.tracking.selective_search import check_mode, init_worker, propose_chunk, single_opencv_thread
 from vidssl.video.chunk_store import ChunkStore
 
 

@@ -16,12 +16,7 @@ from tqdm import tqdm
 
 from vidssl.contracts import CHUNKS
 from vidssl.core.images import read_image
-from vidssl.video.manifest import (
-    ASPECT_TOLERANCE,
-    chunk_starts,
-    frames_left,
-    numbered_frames,
-)
+from vidssl.video.manifest import ASPECT_TOLERANCE, chunk_starts, frames_left, numbered_frames
 
 
 def stored_size(width: int, height: int, max_side: int) -> tuple[int, int]:
