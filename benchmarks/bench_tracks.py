@@ -35,16 +35,17 @@ from vidssl.contracts import BOX, SYNTHETIC_BOXES, TRACKS
 from vidssl.tracking.pairs import keyframes
 from vidssl.tracking.proposals import propose_shard
 from vidssl.tracking.selective_search import selective_search, single_opencv_thread
-from vidssl.tracking.tracks import box_iou, link_chunk, track_shard
+from vidssl.tracking.tracks import box_iou, link_chunk, link_settings, track_shard
 from vidssl.video.chunk_store import ChunkStore
 from vidssl.video.chunks import extract_chunks, resize_max_side
 from vidssl.video.manifest import build_manifest, chunk_starts, list_videos
 
 TARGET = 0.05
 LENGTH = 60
-TRACK_PARAMS = dict(score_threshold=0.5, min_length=10, link_floor=0.3, points=16, fb_error=1.0, max_tracks=50)
 PAIRS = dict(k=40, mode="strided")  # the paper's: one pair (0, 40) per 60-frame chunk
-SEARCH = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())["proposals"]
+CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+SEARCH = CONFIG["proposals"]
+TRACK_PARAMS = link_settings(CONFIG["tracks"])
 USED = PAIRS["k"] + 1  # frames 0-40, those the pairs use
 TIME_TARGETS = {10: 0.15, 40: 0.06}  # stages' time with keyframe_every N over dense, per chunk
 SOURCE = (320, 240)  # scenes are rendered at this size and stored at 128 px, as the chunks stage does
@@ -170,7 +171,7 @@ def run_stages(chunks: str, folder: Path, every: int) -> tuple[pd.DataFrame, flo
     with single_opencv_thread():
         wall, cpu = time.perf_counter(), time.process_time()
         propose_shard(chunks, folder / f"proposals{every}.parquet", **SEARCH, keyframe_every=every, pairs=PAIRS)
-        track_shard(chunks, folder / f"proposals{every}.parquet", folder / f"tracks{every}.parquet")
+        track_shard(chunks, folder / f"proposals{every}.parquet", folder / f"tracks{every}.parquet", **TRACK_PARAMS)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return TRACKS.read(folder / f"tracks{every}.parquet"), cpu, wall
 

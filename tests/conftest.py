@@ -59,6 +59,13 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
+def track_params(**changes) -> dict:
+    """link_chunk's and track_shard's settings as the embedded default's rule passes them, with `changes`."""
+    from vidssl.tracking.tracks import link_settings
+
+    return link_settings(DEFAULT_CONFIG["tracks"]) | changes
+
+
 def search_params(**changes) -> dict:
     """propose_shard's settings as the embedded default's rule passes them, with `changes`."""
     config = DEFAULT_CONFIG

@@ -20,7 +20,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from conftest import moving_square_frames, search_params, write_jpeg_folder, write_mp4
+from conftest import moving_square_frames, search_params, track_params, write_jpeg_folder, write_mp4
 from test_partseg import plain_car, write_image
 from test_pascal_part import OBJECT_FIELDS, box_mask, save_raw
 from test_video import with_exif_orientation, write_mkv
@@ -78,7 +78,7 @@ def stages(corpus) -> dict:
     summary = extract_chunks(read_parquet(out / "manifest.parquet"), str(out / "chunks.h5"), shard=0,
                                    per_video=1, length=LENGTH, max_side=64, jpeg_quality=90)
     proposals.propose_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), **search_params(), threads=1)
-    tracks.track_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), str(out / "tracks.parquet"))
+    tracks.track_shard(str(out / "chunks.h5"), str(out / "proposals.parquet"), str(out / "tracks.parquet"), **track_params())
     return dict(manifest=read_parquet(out / "manifest.parquet").set_index("video"), chunk_summary=summary,
                 store=ChunkStore(out / "chunks.h5"), proposals=read_parquet(out / "proposals.parquet"),
                 proposal_meta=parquet_metadata(out / "proposals.parquet"),

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import search_params
+from conftest import search_params, track_params
 
 from vidssl import contracts, synthetic
 from vidssl.core.errors import UserError
@@ -37,8 +37,7 @@ def world(tmp_path_factory) -> Path:
     chunks.extract_chunks(contracts.MANIFEST.read(root / "manifest.parquet"), str(root / "chunks.h5"), shard=0,
                           per_video=1, length=20, max_side=64, jpeg_quality=90)
     proposals.propose_shard(str(root / "chunks.h5"), str(root / "proposals.parquet"), **search_params(), threads=1)
-    tracks.track_shard(str(root / "chunks.h5"), str(root / "proposals.parquet"), str(root / "tracks.parquet"),
-                       min_length=2, score_threshold=0.0)
+    tracks.track_shard(str(root / "chunks.h5"), str(root / "proposals.parquet"), str(root / "tracks.parquet"), **track_params(min_length=2, score_threshold=0.0))
     pairs.write_frame_pairs(str(root / "chunks.h5"), str(root / "frames.parquet"), k=5, mode="strided")
     pairs.write_track_pairs(str(root / "frames.parquet"), str(root / "tracks.parquet"), str(root / "track_pairs.parquet"))
     write_index({"reader": "split", "root": str(root / "labelled"), "dataset": "labelled", "test_fraction": 0.5,

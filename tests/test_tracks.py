@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import search_params, write_mp4
+from conftest import search_params, track_params, write_mp4
 
 from vidssl.core.io import parquet_metadata, read_parquet
 from vidssl.report.figures import contact_sheet
@@ -164,7 +164,7 @@ def scene():
 
 def test_best_track_follows_the_object(scene):
     frames, truth, proposals = scene
-    tracks = link_chunk(frames, proposals, score_threshold=0.5, min_length=10)
+    tracks = link_chunk(frames, proposals, **track_params(score_threshold=0.5, min_length=10))
     assert list(tracks.columns) == ["track", "frame", *BOXES, "score", "keyframe"]
     assert best_track_overlap(tracks, truth, min_length=40) >= 0.8
     # Every kept track is contiguous from frame 0, at least min_length long, with one score >= the threshold.
@@ -181,10 +181,10 @@ def test_tracks_coast_over_missed_links_then_end(scene):
     frames, _, proposals = scene
     none = np.zeros((0, 4), np.float32)
     one_gap = [*proposals[:25], none, *proposals[26:]]
-    bridged = link_chunk(frames, one_gap, score_threshold=0.0, min_length=2, max_missed=1)
+    bridged = link_chunk(frames, one_gap, **track_params(score_threshold=0.0, min_length=2, max_missed=1))
     assert bridged.frame.max() == 59 and 25 in set(bridged.frame)
     long_gap = [*proposals[:25], none, none, *proposals[27:]]
-    ended = link_chunk(frames, long_gap, score_threshold=0.0, min_length=2, max_missed=1)
+    ended = link_chunk(frames, long_gap, **track_params(score_threshold=0.0, min_length=2, max_missed=1))
     assert not ended.empty and ended.frame.max() == 24, "a track ends on its last made link, not on a coasted frame"
 
 
@@ -193,7 +193,7 @@ def test_always_snapping_takes_a_proposal_at_every_made_link(scene):
     is a proposal of its frame (here OpenCV's own, min_region 100), and the best track still follows the object."""
     frames, truth, _ = scene
     proposals = [selective_search(f, min_region=100) for f in frames]
-    tracks = link_chunk(frames, proposals, score_threshold=0.5, min_length=10, snap_iou=0.0, max_missed=0)
+    tracks = link_chunk(frames, proposals, **track_params(score_threshold=0.5, min_length=10, snap_iou=0.0, max_missed=0))
     assert not tracks.empty and tracks.keyframe.all()
     for row in tracks.itertuples():
         assert (proposals[row.frame] == [row.x1, row.y1, row.x2, row.y2]).all(axis=1).any()
@@ -205,7 +205,7 @@ def test_small_object_is_followed_through_every_chunk(tmp_path):
     """An object 12-24 px a side at the stored 128 px: the best track covers >= 80% of every chunk's frames."""
     chunks, truth, starts = small_object_container(tmp_path)
     propose_shard(chunks, tmp_path / "proposals.parquet", **search_params(), threads=1)
-    track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "tracks.parquet")
+    track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "tracks.parquet", **track_params())
     tracks = read_parquet(tmp_path / "tracks.parquet")
     coverage = [chunk_coverage(tracks[tracks.chunk == chunk], truth, start) for chunk, start in enumerate(starts)]
     assert min(coverage) >= 0.8, coverage
@@ -242,7 +242,7 @@ def scale_scenes(tmp_path_factory):
 def scene_coverage(scale_scenes, every: int, out: Path) -> dict[str, float]:
     """Per scale scene, the best track's share of its chunk's frames on the object, tracked from `every`'s proposals."""
     chunks, proposals, truth = scale_scenes
-    track_shard(chunks, proposals[every], out)
+    track_shard(chunks, proposals[every], out, **track_params())
     tracks = read_parquet(out)
     return {name: chunk_coverage(tracks[tracks.video == name], truth[name], 0) for name in truth}
 
@@ -267,15 +267,15 @@ def test_a_snap_moves_the_box_only_as_far_as_the_flow_may_have_drifted():
 def test_noise_yields_few_tracks():
     rng = np.random.default_rng(1)
     noise = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(30)]
-    tracks = link_chunk(noise, [selective_search(f) for f in noise], score_threshold=0.5, min_length=10)
+    tracks = link_chunk(noise, [selective_search(f) for f in noise], **track_params(score_threshold=0.5, min_length=10))
     assert tracks.track.nunique() <= 2
 
 
 def test_black_chunk_yields_nothing():
     black = [np.zeros((96, 128, 3), np.uint8)] * 20
     proposals = [selective_search(f) for f in black]
-    assert len(link_chunk(black, proposals, score_threshold=0.0, min_length=2)) == 0
-    assert len(link_chunk([], [])) == 0
+    assert len(link_chunk(black, proposals, **track_params(score_threshold=0.0, min_length=2))) == 0
+    assert len(link_chunk([], [], **track_params())) == 0
 
 
 def test_track_shard_and_contact_sheet(tmp_path):
@@ -284,7 +284,7 @@ def test_track_shard_and_contact_sheet(tmp_path):
     chunks = make_container(tmp_path, {"object": frames, "black": black}, length=24)
     propose_shard(chunks, tmp_path / "proposals.parquet", **search_params(), threads=1)
     out = tmp_path / "tracks.parquet"
-    summary = track_shard(chunks, tmp_path / "proposals.parquet", out, score_threshold=0.5, min_length=10)
+    summary = track_shard(chunks, tmp_path / "proposals.parquet", out, **track_params(score_threshold=0.5, min_length=10))
 
     tracks = read_parquet(out)
     assert list(tracks.columns) == ["video", "chunk", "track", "frame", *BOXES, "score", "keyframe"]
@@ -311,7 +311,7 @@ def test_track_shard_and_contact_sheet(tmp_path):
     # A frame that no longer decodes cuts its chunk short instead of failing the shard.
     with h5py.File(chunks, "r+") as h5:
         h5["jpeg"][ChunkStore(chunks).row("object", 0, 15)] = np.frombuffer(b"not a jpeg", np.uint8)
-    summary = track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "cut.parquet", min_length=10)
+    summary = track_shard(chunks, tmp_path / "proposals.parquet", tmp_path / "cut.parquet", **track_params(min_length=10))
     assert [(t["video"], t["frame"]) for t in summary["truncated"]] == [("object", 15)]
     cut = read_parquet(tmp_path / "cut.parquet")
     assert len(cut) > 0 and cut.frame.max() == 14

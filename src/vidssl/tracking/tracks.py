@@ -212,9 +212,15 @@ class _Chains:
         self.live = live[(rate > 0) & (self.missed[live] <= max_missed)]
 
 
-def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, keyframes=None, score_threshold: float = 0.5,
-               min_length: int = 10, link_floor: float = 0.3, snap_iou: float = 0.7, max_missed: int = 3,
-               points: int = 16, fb_error: float = 1.0, max_tracks: int = 50) -> pd.DataFrame:
+def link_settings(tracks: dict) -> dict:
+    """link_chunk's and track_shard's keywords from a config's `tracks` section."""
+    keys = ("score_threshold", "min_length", "link_floor", "snap_iou", "max_missed", "points", "fb_error")
+    return {key: tracks[key] for key in keys} | {"max_tracks": tracks["max_tracks_per_chunk"]}
+
+
+def link_chunk(frames: list[np.ndarray], proposals: list[np.ndarray], *, keyframes=None, score_threshold: float,
+               min_length: int, link_floor: float, snap_iou: float, max_missed: int, points: int, fb_error: float,
+               max_tracks: int) -> pd.DataFrame:
     """Tracks through one chunk (see the module docstring): columns track, frame, x1, y1, x2, y2, score, keyframe.
 
     `keyframes` (default: every frame) are the frames whose proposals are matched; frame 0 must be one. Tracking stops
@@ -293,9 +299,9 @@ def _chunk_proposals(handle: pq.ParquetFile, groups: dict, video: str, chunk: in
     return proposals
 
 
-def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_threshold: float = 0.5,
-                min_length: int = 10, link_floor: float = 0.3, snap_iou: float = 0.7, max_missed: int = 3,
-                points: int = 16, fb_error: float = 1.0, max_tracks: int = 50, log=None) -> dict:
+def track_shard(chunks_path: str, proposals_path: str, out_path: str, *, score_threshold: float, min_length: int,
+                link_floor: float, snap_iou: float, max_missed: int, points: int, fb_error: float, max_tracks: int,
+                log=None) -> dict:
     """Tracks for every chunk of a shard: video, chunk, track, frame, x1, y1, x2, y2, score, keyframe, one row group per
     chunk, on the keyframes the proposals were searched on (recorded in their metadata).
 
