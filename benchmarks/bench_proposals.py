@@ -48,7 +48,7 @@ def bare_frames_per_s(images) -> float:
     with single_opencv_thread():
         start = time.process_time()
         for image in images:
-            configured_search(image).process()
+            configured_search(image, mode=SEARCH["mode"], min_region=SEARCH["min_region"]).process()
         return len(images) / (time.process_time() - start)
 
 

@@ -190,7 +190,7 @@ def measure(scene: str, max_side: int) -> dict:
     frames = SCENES[scene](max_side)
     with single_opencv_thread():
         start = time.process_time()
-        proposals = [selective_search(f, top_k=300) for f in frames]
+        proposals = [selective_search(f, **SEARCH) for f in frames]
         search = time.process_time() - start
         link = median_link_time(frames, proposals)
         keys = keyframes(LENGTH, 10, **PAIRS)

@@ -59,6 +59,11 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
+def search_settings(**changes) -> dict:
+    """selective_search's settings: the embedded default's `proposals` section, with `changes`."""
+    return DEFAULT_CONFIG["proposals"] | changes
+
+
 def track_params(**changes) -> dict:
     """link_chunk's and track_shard's settings as the embedded default's rule passes them, with `changes`."""
     from vidssl.tracking.tracks import link_settings

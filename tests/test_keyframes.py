@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import search_params, track_params
+from conftest import search_params, search_settings, track_params
 from test_tracks import BOXES, chunk_coverage, moving_object_frames, small_object_container
 
 from vidssl.core.errors import UserError
@@ -19,7 +19,7 @@ from vidssl.tracking.tracks import link_chunk, track_shard
 @pytest.fixture(scope="module")
 def scene():
     frames, truth = moving_object_frames()
-    return frames, truth, [selective_search(f) for f in frames]
+    return frames, truth, [selective_search(f, **search_settings()) for f in frames]
 
 
 def test_keyframes_of_a_chunk():

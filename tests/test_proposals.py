@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import search_params
+from conftest import search_params, search_settings
 from test_tracks import make_container, moving_object_frames
 
 from vidssl.core.io import UserError, parquet_metadata, read_parquet
@@ -39,7 +40,7 @@ def _check_boxes(boxes: np.ndarray, image: np.ndarray, top_k: int, min_size: int
 
 def test_same_order_twice_in_one_process():
     image = moving_object_frames(n_frames=1)[0][0]
-    first, second = selective_search(image), selective_search(image)
+    first, second = selective_search(image, **search_settings()), selective_search(image, **search_settings())
     assert len(first) > 20
     np.testing.assert_array_equal(first, second)
 
@@ -47,11 +48,12 @@ def test_same_order_twice_in_one_process():
 def test_same_order_in_fresh_processes(tmp_path):
     image = moving_object_frames(n_frames=1)[0][0]
     np.save(tmp_path / "image.npy", image)
-    code = ("import sys, numpy as np; from vidssl.tracking.selective_search import selective_search; "
-            "np.save(sys.argv[2], selective_search(np.load(sys.argv[1])))")
+    code = ("import sys, json, numpy as np; from vidssl.tracking.selective_search import selective_search; "
+            "np.save(sys.argv[2], selective_search(np.load(sys.argv[1]), **json.loads(sys.argv[3])))")
     for name in ("a.npy", "b.npy"):
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / "image.npy"), str(tmp_path / name)], check=True)
-    here = selective_search(image)
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "image.npy"), str(tmp_path / name),
+                        json.dumps(search_settings())], check=True)
+    here = selective_search(image, **search_settings())
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), here)
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), here)
 
@@ -61,24 +63,24 @@ def test_same_order_in_fresh_processes(tmp_path):
 def test_extreme_shapes_after_resize(width, height, max_side):
     image = resize_max_side(_smooth_texture(height, width), max_side)
     assert max(image.shape[:2]) == max_side
-    _check_boxes(selective_search(image, top_k=300, min_size=4), image, 300, 4)
+    _check_boxes(selective_search(image, **search_settings(top_k=300, min_size=4)), image, 300, 4)
 
 
 def test_tiny_and_grayscale_images():
     tiny = _smooth_texture(8, 8)
-    boxes = selective_search(tiny, min_size=1)
+    boxes = selective_search(tiny, **search_settings(min_size=1))
     _check_boxes(boxes, tiny, 300, 1)
     gray = _smooth_texture(96, 128)[..., 1]
-    np.testing.assert_array_equal(selective_search(gray), selective_search(np.dstack([gray] * 3)))
-    np.testing.assert_array_equal(selective_search(gray[..., None]), selective_search(gray))
+    np.testing.assert_array_equal(selective_search(gray, **search_settings()), selective_search(np.dstack([gray] * 3), **search_settings()))
+    np.testing.assert_array_equal(selective_search(gray[..., None], **search_settings()), selective_search(gray, **search_settings()))
 
 
 def test_top_k_and_min_size_filter_in_order():
     image = moving_object_frames(n_frames=1)[0][0]
-    every = selective_search(image, top_k=10_000, min_size=1)
+    every = selective_search(image, **search_settings(top_k=10_000, min_size=1))
     sizes = np.minimum(every[:, 2] - every[:, 0], every[:, 3] - every[:, 1])
-    np.testing.assert_array_equal(selective_search(image, top_k=7, min_size=10), every[sizes >= 10][:7])
-    assert selective_search(image, min_size=1000).shape == (0, 4)
+    np.testing.assert_array_equal(selective_search(image, **search_settings(top_k=7, min_size=10)), every[sizes >= 10][:7])
+    assert selective_search(image, **search_settings(min_size=1000)).shape == (0, 4)
 
 
 def _opencv_search(image: np.ndarray, mode: str) -> np.ndarray:
@@ -96,7 +98,7 @@ def _opencv_search(image: np.ndarray, mode: str) -> np.ndarray:
 @pytest.mark.parametrize("mode", ["fast", "quality"])
 def test_min_region_100_is_opencvs_own_search(mode):
     image = moving_object_frames(n_frames=1)[0][0]
-    np.testing.assert_array_equal(selective_search(image, mode=mode, min_region=100), _opencv_search(image, mode))
+    np.testing.assert_array_equal(selective_search(image, **search_settings(mode=mode, min_region=100)), _opencv_search(image, mode))
 
 
 @pytest.mark.parametrize("side", [8, 9])
@@ -105,15 +107,15 @@ def test_objects_under_10_px_get_a_proposal_only_below_opencvs_min_region(side):
     image = _smooth_texture(96, 128, seed=1)
     image[40:40 + side, 60:60 + side] = (30, 220, 240)
     truth = np.array([[60, 40, 60 + side, 40 + side]], np.float32)
-    assert box_iou(truth, selective_search(image, min_region=100)).max() < 0.3
-    assert box_iou(truth, selective_search(image, min_region=36)).max() >= 0.9
+    assert box_iou(truth, selective_search(image, **search_settings(min_region=100))).max() < 0.3
+    assert box_iou(truth, selective_search(image, **search_settings(min_region=36))).max() >= 0.9
 
 
 def test_bad_input_is_a_user_error():
     with pytest.raises(UserError):
-        selective_search(np.zeros((10, 10, 3), np.float32))
+        selective_search(np.zeros((10, 10, 3), np.float32), **search_settings())
     with pytest.raises(UserError):
-        selective_search(np.zeros((10, 10, 3), np.uint8), mode="slow")
+        selective_search(np.zeros((10, 10, 3), np.uint8), **search_settings(mode="slow"))
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +150,7 @@ def test_propose_shard_same_bytes_for_one_and_two_workers(container, tmp_path):
     # The shard holds exactly what selective_search gives each stored frame.
     store = ChunkStore(container)
     rows = table[(table.video == "v1") & (table.frame == 5)]
-    np.testing.assert_array_equal(rows[["x1", "y1", "x2", "y2"]].to_numpy(), selective_search(store.frame("v1", 0, 5)))
+    np.testing.assert_array_equal(rows[["x1", "y1", "x2", "y2"]].to_numpy(), selective_search(store.frame("v1", 0, 5), **search_settings()))
 
 
 def test_propose_shard_records_bad_and_empty_frames(container, tmp_path):

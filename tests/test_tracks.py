@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import search_params, track_params, write_mp4
+from conftest import search_params, search_settings, track_params, write_mp4
 
 from vidssl.core.io import parquet_metadata, read_parquet
 from vidssl.report.figures import contact_sheet
@@ -159,7 +159,7 @@ def test_propagate_recovers_translation_and_scale():
 @pytest.fixture(scope="module")
 def scene():
     frames, truth = moving_object_frames()
-    return frames, truth, [selective_search(f) for f in frames]
+    return frames, truth, [selective_search(f, **search_settings()) for f in frames]
 
 
 def test_best_track_follows_the_object(scene):
@@ -192,7 +192,7 @@ def test_always_snapping_takes_a_proposal_at_every_made_link(scene):
     """snap_iou 0 and max_missed 0: every made link snaps and the first miss ends a track, so every box of a kept track
     is a proposal of its frame (here OpenCV's own, min_region 100), and the best track still follows the object."""
     frames, truth, _ = scene
-    proposals = [selective_search(f, min_region=100) for f in frames]
+    proposals = [selective_search(f, **search_settings(min_region=100)) for f in frames]
     tracks = link_chunk(frames, proposals, **track_params(score_threshold=0.5, min_length=10, snap_iou=0.0, max_missed=0))
     assert not tracks.empty and tracks.keyframe.all()
     for row in tracks.itertuples():
@@ -267,13 +267,13 @@ def test_a_snap_moves_the_box_only_as_far_as_the_flow_may_have_drifted():
 def test_noise_yields_few_tracks():
     rng = np.random.default_rng(1)
     noise = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(30)]
-    tracks = link_chunk(noise, [selective_search(f) for f in noise], **track_params(score_threshold=0.5, min_length=10))
+    tracks = link_chunk(noise, [selective_search(f, **search_settings()) for f in noise], **track_params(score_threshold=0.5, min_length=10))
     assert tracks.track.nunique() <= 2
 
 
 def test_black_chunk_yields_nothing():
     black = [np.zeros((96, 128, 3), np.uint8)] * 20
-    proposals = [selective_search(f) for f in black]
+    proposals = [selective_search(f, **search_settings()) for f in black]
     assert len(link_chunk(black, proposals, **track_params(score_threshold=0.0, min_length=2))) == 0
     assert len(link_chunk([], [], **track_params())) == 0
 

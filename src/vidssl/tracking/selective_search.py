@@ -38,7 +38,7 @@ def check_mode(mode: str) -> None:
         raise UserError(f"proposals.mode {mode!r} is not one of {', '.join(MODES)}")
 
 
-def configured_search(bgr: np.ndarray, *, mode: str = "fast", min_region: int = 36):
+def configured_search(bgr: np.ndarray, *, mode: str, min_region: int):
     """OpenCV's fast or quality selective search on `bgr`, except that its graph segmentations keep regions down to
     `min_region` pixels of a frame whose long side is 128 px, scaled with the frame's area: OpenCV's 100 merges away
     anything under 10 x 10 px, a common object size in frames stored at 128 px, which then has no proposal of its
@@ -62,8 +62,7 @@ def configured_search(bgr: np.ndarray, *, mode: str = "fast", min_region: int = 
     return search
 
 
-def selective_search(bgr: np.ndarray, *, mode: str = "fast", top_k: int = 300, min_size: int = 4,
-                     min_region: int = 36) -> np.ndarray:
+def selective_search(bgr: np.ndarray, *, mode: str, top_k: int, min_size: int, min_region: int) -> np.ndarray:
     """The first `top_k` boxes of `configured_search` at least `min_size` pixels wide and tall, as n x 4 float32
     x1, y1, x2, y2 (with `min_region=100`, OpenCV's own boxes in its order)."""
     search = configured_search(bgr, mode=mode, min_region=min_region)
