@@ -26,6 +26,7 @@ QUICK = {
     "bench_dag": dict(shards=4, videos_per_split=50),
     "bench_features": dict(images=256),
     "bench_invariance": dict(samples=20_000, units=256, sets=2_000),
+    "bench_objectives": dict(steps=1, size=32, batch=8),
     "bench_proposals": dict(videos=1, max_side=64),
     "bench_tracks": dict(cases=(("synthetic", 128),), scenes=("moving and scaling",), chunks_per_scene=1),
     "bench_train": dict(steps=3, workers=0),
