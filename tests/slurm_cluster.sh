@@ -101,7 +101,12 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
-MinJobAge=300
+# Generous timeouts: on a loaded machine SLURM's defaults (RPCs 10 s, a batch job's launch 10 s, a TCP connect 2 s)
+# fail jobs that are only slow; a finished job stays visible to squeue (snakemake's status check) for an hour.
+MessageTimeout=60
+BatchStartTimeout=120
+TCPTimeout=10
+MinJobAge=3600
 SchedulerType=sched/backfill
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
@@ -135,18 +140,32 @@ start_munge() {
         --log-file="$munge_dir/munged.log" \
         --seed-file="$munge_dir/munged.seed" \
         || die "munged did not start (see $munge_dir/munged.log)"
-    for _ in $(seq 50); do [[ -S $munge_dir/munge.socket.2 ]] && return 0; sleep 0.1; done
-    die "munged socket did not appear (see $munge_dir/munged.log)"
+    wait_until "munged's socket" test -S "$munge_dir/munge.socket.2" \
+        || die "munged socket did not appear (see $munge_dir/munged.log)"
+}
+
+# Limits on start-up waits catch hangs only: the daemons are up in seconds, many times that on a loaded machine.
+WAIT_S=${SLURM_TEST_WAIT_S:-300}
+
+wait_until() {
+    # Poll a command until it succeeds, for at most WAIT_S seconds of wall time.
+    local what=$1 deadline=$((SECONDS + WAIT_S))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || { log "no $what after $WAIT_S s"; return 1; }
+        sleep 0.2
+    done
+}
+
+node_idle() {
+    state=$(sinfo -h -o %T 2>/dev/null | head -n1 || true)
+    [[ $state == idle ]]
 }
 
 wait_idle() {
-    local state=""
-    for _ in $(seq 120); do
-        state=$(sinfo -h -o %T 2>/dev/null | head -n1 || true)
-        [[ $state == idle ]] && return 0
-        sleep 0.5
-    done
-    log "node state after 60 s: '${state}'"
+    state=""
+    wait_until "idle node" node_idle && return 0
+    log "node state after $WAIT_S s: '${state}'"
     tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
     die "the SLURM node did not become idle"
 }
