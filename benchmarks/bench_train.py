@@ -34,7 +34,7 @@ def config(steps: int, workers: int) -> dict:
     return {"seed": 0, "model": {"arch": "resnet18", "width": 1.0, "stem": "imagenet", "image_size": 64},
             "objective": {"dim": 128, "queue": 4096, "momentum": 0.99, "temperature": 0.2, "bn_splits": 8},
             "train": {"steps": steps, "batch_size": 64, "lr": 0.06, "weight_decay": 1e-4, "optimizer": "sgd",
-                      "momentum": 0.9, "warmup_steps": 0, "clip_grad": 0, "workers": workers, "checkpoint_every": 10 ** 9,
+                      "momentum": 0.9, "warmup_steps": 0, "clip_grad": 0, "augment_on": "workers", "workers": workers, "checkpoint_every": 10 ** 9,
                       "knn_every": 0, "knn_samples": 2, "gpus": 1}}
 
 

@@ -63,7 +63,7 @@ def train_config(size: dict, steps: int, workers: int) -> dict:
             "objective": {"dim": 128, "queue": size["queue"], "momentum": 0.999, "temperature": 0.2,
                           "bn_splits": size["bn_splits"]},
             "train": {"steps": steps, "batch_size": size["batch"], "lr": 0.03, "weight_decay": 1e-4, "optimizer": "sgd",
-                      "momentum": 0.9, "warmup_steps": 0, "clip_grad": 0, "workers": workers, "checkpoint_every": 10 ** 9,
+                      "momentum": 0.9, "warmup_steps": 0, "clip_grad": 0, "augment_on": "workers", "workers": workers, "checkpoint_every": 10 ** 9,
                       "knn_every": 0, "knn_samples": 2, "gpus": 1}}
 
 

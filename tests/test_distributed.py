@@ -127,8 +127,8 @@ def test_training_rules_ask_slurm_for_one_node(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert dry.returncode == 0, dry.stderr[-3000:]
     blocks = re.split(r"^(?:local)?rule (\w+):$", dry.stdout, flags=re.M)
-    trains = {name: body for name, body in zip(blocks[1::2], blocks[2::2]) if name.startswith("train_")}
-    assert len(trains) == 4 and all(re.search(r"resources: .*\bnodes=1\b", body) for body in trains.values())
+    trains = [body for name, body in zip(blocks[1::2], blocks[2::2]) if name == "train"]
+    assert len(trains) == 4 and all(re.search(r"resources: .*\bnodes=1\b", body) for body in trains)
 
 
 STAGE = """

@@ -151,7 +151,7 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
     items, classes = list_labelled(labelled, cfg.get("labelled_split")) if labelled else (None, [])
     seed = int(cfg["seed"])
     size = cfg["model"]["image_size"]
-    where = resolve(cfg["train"].get("augment_on", "auto"), device)  # where the views' pixels are made
+    where = resolve(cfg["train"]["augment_on"], device)  # where the views' pixels are made
     jpegs = where == "device" and decodes_jpeg(device)
     data = TrainingSamples.from_files(method, files, items, image_size=size, seed=seed,
                                       crops=Crops.of(size, cfg.get("objective") if method.config_section else None),
@@ -307,7 +307,7 @@ def train(method: str, *, out_dir: str, cfg: dict, labelled: str | None = None, 
     """
     log = log or logging.getLogger(__name__)
     spec = get(method)
-    local_rank = distributed.join(cfg["train"].get("gpus", 1))
+    local_rank = distributed.join(cfg["train"]["gpus"])
     check_settings(spec, cfg, files, labelled)
     run = set_up(spec, files, labelled, out_dir, cfg, local_rank)
     resume(run, log)
