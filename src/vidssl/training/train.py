@@ -364,7 +364,7 @@ def option(key: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train one vidssl method (run under torchrun for several GPUs).")
-    parser.add_argument("--config-json", required=True, help="JSON file with the run's seed, model, objective and train sections")
+    parser.add_argument("--config-json", required=True, help="JSON: the run's seed, model, objective and train sections")
     parser.add_argument("--method", required=True, help="a method name (vidssl.training.methods.get)")
     for key, files in INPUTS.items():
         parser.add_argument(option(key), nargs="*", default=None, help=f"the {files}")
