@@ -55,7 +55,7 @@ def plot_invariance(combined: pd.DataFrame, out_png: str) -> None:
             rows = panel[panel.display_name == method].set_index("dataset").reindex(datasets)
             positions = np.arange(len(datasets)) + (j - (len(methods) - 1) / 2) * width
             axis.bar(positions, rows.score, width, label=method)
-            if "ci_low" in rows:  # the interval itself, not distances from the score: top-K scores can lie outside it
+            if "ci_low" in rows:  # the interval itself, which may lie lopsided about the score
                 axis.vlines(positions, rows.ci_low, rows.ci_high, colors="black", linewidth=0.8)
         axis.set_xticks(np.arange(len(datasets)), datasets, rotation=30, ha="right")
         axis.set_title(f"{measure}, top-{top_k}")
