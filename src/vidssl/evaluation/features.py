@@ -1,10 +1,11 @@
 """Frozen-encoder features of every evaluation image, written incrementally into one HDF5 file per method and dataset.
 
-The representation is the ResNet's global-average-pooled output after the last ReLU (fc removed), on inputs normalised
-with ImageNet statistics, as in the paper's published scoring code.
+The representation is the backbone's pooled feature (a ResNet's global-average-pooled output after the last ReLU, as in
+the paper's published scoring code; a ViT's CLS token), on inputs normalised with ImageNet statistics.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 
@@ -104,7 +105,7 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
             raise UserError(f"{images_path}: no images to extract features from")
         loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
         attrs = dict(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=side,
-                     width=model.width, stem=model.stem)
+                     options=json.dumps(model.options()))
         with feature_file(out_path, rows=len(images), dim=model.feature_dim, labels=labels, sets=sets,
                           class_names=classes, attrs=attrs) as features:
             start = 0

@@ -45,6 +45,10 @@ class Backbone:
     def output_shape(self) -> dict[str, MapSpec]:
         raise NotImplementedError
 
+    def options(self) -> dict:
+        """The `model` options this trunk was built with (its module's OPTIONS), as its files record them."""
+        raise NotImplementedError
+
     def forward_to(self, x: torch.Tensor, level: str) -> torch.Tensor:
         raise NotImplementedError
 

@@ -61,6 +61,9 @@ class ResNet(torchvision.models.ResNet, Backbone):
     def output_shape(self) -> dict[str, MapSpec]:
         return self.maps
 
+    def options(self) -> dict:
+        return {"width": self.width, "stem": self.stem}
+
     def forward_to(self, x: torch.Tensor, level: str) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in STAGES[:self._after(level)]:

@@ -34,10 +34,13 @@ class ViT(nn.Module, Backbone):
                                                    mlp, num_classes=num_classes)
         self.conv_proj, self.class_token, self.encoder = net.conv_proj, net.class_token, net.encoder
         self.fc = net.heads.head
-        self.patch, self.feature_dim = patch, width
+        self.patch, self.feature_dim, self.image_size = patch, width, net.image_size
 
     def output_shape(self) -> dict[str, MapSpec]:
         return {"tokens": MapSpec(self.feature_dim, self.patch)}
+
+    def options(self) -> dict:
+        return {"image_size": self.image_size}
 
     def position_embedding(self, rows: int, cols: int) -> torch.Tensor:
         """The learnt position embedding, its patch part resized (bicubic) to a rows x cols grid."""
