@@ -203,12 +203,13 @@ CHUNKS = H5("chunk container", {"video": STR, "chunk": np.int32, "frame": np.int
                                 "jpeg": JPEG}, attrs=("shard", "length", "max_side", "skipped", "notes"))
 # features N x D float32 of a frozen backbone, written batch by batch (`feature_file`); set -1 outside invariance sets.
 FEATURES = H5("feature", {"features": np.float32, "label": np.int64, "set": np.int64, "class_names": STR},
-              attrs=("model", "backbone", "dataset", "arch", "image_size", "options"))  # options: the trunk's, JSON
+              attrs=("model", "backbone", "dataset", "arch", "image_size", "options"))  # options: the trunk's
 # Object crops (N x S x S x 3 RGB uint8) with their part-label maps (N x S x S); split 0 train, 1 test.
 CROPS = H5("part crops", {"images": np.uint8, "part_maps": np.uint8, "class_name": STR, "label": np.int64,
                           "split": np.int8, "image": STR}, attrs=("classes", "part_names", "skipped"),
            options={"part_maps": dict(compression="gzip", compression_opts=4)})
-_JSON_ATTRS = {CHUNKS.kind: ("skipped", "notes"), CROPS.kind: ("classes", "part_names", "skipped")}
+_JSON_ATTRS = {CHUNKS.kind: ("skipped", "notes"), CROPS.kind: ("classes", "part_names", "skipped"),
+               FEATURES.kind: ("options",)}
 
 
 def write_crops(path, values: dict, attrs: dict) -> None:

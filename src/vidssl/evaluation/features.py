@@ -5,7 +5,6 @@ the paper's published scoring code; a ViT's CLS token), on inputs normalised wit
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
@@ -105,7 +104,7 @@ def extract(backbone_path: str, jobs: list[tuple[str, str, str]], *, arch: str, 
             raise UserError(f"{images_path}: no images to extract features from")
         loader = DataLoader(images, batch_size=batch_size, num_workers=workers, shuffle=False)
         attrs = dict(model=method, backbone=str(backbone_path), dataset=dataset, arch=arch, image_size=side,
-                     options=json.dumps(model.options()))
+                     options=model.options())
         with feature_file(out_path, rows=len(images), dim=model.feature_dim, labels=labels, sets=sets,
                           class_names=classes, attrs=attrs) as features:
             start = 0
