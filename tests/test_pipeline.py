@@ -16,11 +16,13 @@ import pytest
 from conftest import ROOT, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
+VIT = "dino-tracked_patch@vit_ti16"  # the tiny config's new objective on tracked patches, with a ViT
 
 
 def test_table5(tiny_run):
     table = pd.read_csv(tiny_run / "results" / "table5.csv")
-    assert table.Method.tolist() == ["Random init", "Supervised", "MoCo v2", "Frame Temporal Invariance", "Region Tracker"]
+    assert table.Method.tolist() == ["Random init", "Supervised", "MoCo v2", "Frame Temporal Invariance",
+                                     "Region Tracker", "DINO tracked patch ViT-Ti"]
     assert table.columns.tolist() == ["Method", "aeroplane", "car", "bird", "Avg"]
     classes = table[["aeroplane", "car", "bird"]]
     assert ((classes > 0) & (classes <= 100)).all().all()
@@ -31,7 +33,7 @@ def test_table5(tiny_run):
     assert re.search(r"\| \d+\.\d (± |\+)\d+\.\d", markdown[2])  # a mean with its interval (+up/−down when skewed)
     assert "Mean over 2 probe seeds" in markdown[-1]  # the tiny config's partseg.seeds
     intervals = pd.read_csv(tiny_run / "results" / "table5_ci.csv")
-    assert len(intervals) == 5 * 4 and intervals["class"].tolist()[:4] == ["aeroplane", "car", "bird", "Avg"]
+    assert len(intervals) == 6 * 4 and intervals["class"].tolist()[:4] == ["aeroplane", "car", "bird", "Avg"]
     assert ((intervals.ci_low <= intervals["mean"]) & (intervals["mean"] <= intervals.ci_high)).all()
     # table5.csv holds the seed means that table5_ci.csv gives unrounded
     assert (intervals[intervals["class"] == "Avg"]["mean"].round(1).to_numpy() == table.Avg.to_numpy()).all()
@@ -39,7 +41,7 @@ def test_table5(tiny_run):
 
 def test_invariance_and_features(tiny_run):
     scores = pd.read_csv(tiny_run / "results" / "invariance.csv")
-    assert set(scores.method) == {"random", "supervised", "moco", "fti", "region_tracker"}
+    assert set(scores.method) == {"random", "supervised", "moco", "fti", "region_tracker", VIT}
     assert set(scores.dataset) == {"viewpoint", "illumination", "occlusion", "instance"}
     assert set(scores.measure) == {"class_conditional", "goodfellow", "official"}
     assert scores.score.notna().all() and (scores.score >= 0).all()
@@ -48,26 +50,28 @@ def test_invariance_and_features(tiny_run):
         assert h5["features"].shape[1] == 128 and h5["features"].dtype == "float32"  # resnet18 at width 0.25
         assert len(h5["label"]) == len(h5["set"]) == h5["features"].shape[0]
         assert h5.attrs["model"] == "moco" and h5.attrs["dataset"] == "viewpoint"
+    with h5py.File(tiny_run / "results" / "features" / VIT / "viewpoint.h5") as h5:  # the CLS token of a ViT-Ti
+        assert h5["features"].shape[1] == 192 and h5.attrs["arch"] == "vit_ti16"
 
 
 def test_classification_and_the_invariance_table(tiny_run):
     scores = pd.read_csv(tiny_run / "results" / "classification.csv")
     assert scores.columns.tolist() == ["method", "dataset", "metric", "value", "ci_low", "ci_high"]
     assert ((scores.ci_low <= scores.value) & (scores.value <= scores.ci_high)).all()
-    assert set(scores.method) == {"random", "supervised", "moco", "fti", "region_tracker"}
+    assert set(scores.method) == {"random", "supervised", "moco", "fti", "region_tracker", VIT}
     assert set(scores.dataset) == {"synthetic_labelled"} and set(scores.metric) == {"knn_top1", "linear_top1"}
-    assert len(scores) == 10 and ((scores.value >= 0) & (scores.value <= 100)).all()
+    assert len(scores) == 12 and ((scores.value >= 0) & (scores.value <= 100)).all()
     with h5py.File(tiny_run / "results" / "features" / "moco" / "synthetic_labelled.h5") as h5:
         assert h5.attrs["image_size"] == 32  # the tiny config's model.image_size
     table = (tiny_run / "results" / "invariance_table.md").read_text().splitlines()
     assert table[0] == ("| Method | Viewpoint (synthetic) top-5 | Illumination (synthetic) top-5 | "
                         "Occlusion (synthetic) top-5 | Instance (synthetic) top-5 |")
-    assert len(table) == 2 + 5 and table[2].startswith("| Random init |")
+    assert len(table) == 2 + 6 and table[2].startswith("| Random init |")
 
 
 def test_every_rule_logged_and_artifacts_present(tiny_run):
     results = tiny_run / "results"
-    for method in ("moco", "fti", "region_tracker", "supervised"):
+    for method in ("moco", "fti", "region_tracker", "supervised", VIT):
         for name in ("checkpoint.pt", "backbone.pth", "train.csv", "run.json"):
             assert (results / "models" / method / name).stat().st_size > 0
         assert (results / "figures" / f"training_{method}.png").stat().st_size > 0
@@ -94,11 +98,12 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
           "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
           "classification_scores", "classification", "all"}),
         ("tracks:\n  score_threshold: 0.6\n",
-         {"tracks", "track_pairs", "track_sheet", "train[region_tracker]", "training_plot", "features",
+         {"tracks", "track_pairs", "track_sheet", "train[region_tracker]", f"train[{VIT}]", "training_plot", "features",
           "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
           "classification_scores", "classification", "all"}),
         ("tracks:\n  keyframe_every: 3\n",
-         {"proposals", "tracks", "track_pairs", "track_sheet", "train[region_tracker]", "training_plot", "features",
+         {"proposals", "tracks", "track_pairs", "track_sheet", "train[region_tracker]", f"train[{VIT}]",
+          "training_plot", "features",
           "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
           "classification_scores", "classification", "all"}),
         # supervised trains on the labelled set's train split, so a new split retrains it (and only it)
@@ -115,14 +120,14 @@ def test_config_change_reruns_only_what_it_feeds(tiny_run, overlay, reruns):
     # run_config records the resolved config, so it reruns on every change
     assert set(jobs) == reruns | {"run_config"}
     if "tracks" in reruns:
-        # only region_tracker's features, probes (one per probe seed of the tiny config) and training curve
-        assert jobs["features"] == jobs["partseg_features"] == jobs["training_plot"] == 1 and jobs["partseg_probe"] == 2
-        assert jobs["classification_features"] == jobs["classification_scores"] == 1
+        # only the two tracked-patch methods' features, probes (one per probe seed of the tiny config) and curves
+        assert jobs["features"] == jobs["partseg_features"] == jobs["training_plot"] == 2 and jobs["partseg_probe"] == 4
+        assert jobs["classification_features"] == jobs["classification_scores"] == 2
     if "seeds" in overlay:
-        assert jobs["partseg_probe"] == 5, "only the new seed's probes: seeds 0 and 1 are kept"
+        assert jobs["partseg_probe"] == 6, "only the new seed's probes: seeds 0 and 1 are kept"
     if "eval_index" in reruns:
         # only the classification set's list; every method's classification features and scores
-        assert jobs["eval_index"] == 1 and jobs["classification_features"] == jobs["classification_scores"] == 5
+        assert jobs["eval_index"] == 1 and jobs["classification_features"] == jobs["classification_scores"] == 6
 
 
 def test_pairs_change_reruns_proposals_only_when_it_changes_the_keyframes(tiny_run):
