@@ -20,6 +20,7 @@ from torchvision.transforms.v2 import functional as TF
 from vidssl import config as vidssl_config
 from vidssl.core.io import UserError, write_parquet
 from vidssl.datasets import sources
+from vidssl.datasets.labelled import list_labelled
 from vidssl.datasets.readers import build_index
 from vidssl.models.backbone import load_backbone
 from vidssl.report.figures import plot_training
@@ -27,7 +28,7 @@ from vidssl.training.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, 
 from vidssl.training.knn_monitor import KnnMonitor
 from vidssl.training.methods import ALIASES, objectives, views
 from vidssl.training.methods import get as get_method
-from vidssl.training.samples import TrainingSamples, list_labelled, read_tracks, step_batches
+from vidssl.training.samples import TrainingSamples, read_tracks, step_batches
 from vidssl.training.train import set_up, train
 from vidssl.video.chunk_store import ChunkStore
 from vidssl.video.chunks import extract_chunks

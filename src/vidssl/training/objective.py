@@ -56,15 +56,14 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
 
 
-def trunk_of(model_cfg: dict, num_splits: int = 1) -> nn.Module:
-    """The configured backbone without its head (pooled features out), batch norm in `num_splits` groups."""
+def trunk_of(model_cfg: dict) -> nn.Module:
+    """The configured backbone without its head (pooled features out), with split batch norm, so that its box
+    features pass the trunk batched with the frames (vidssl.models.backbone.Backbone.features)."""
     from vidssl.models import backbone, options
     from vidssl.models.norm import norm_layer
 
     arch = model_cfg["arch"]
-    net = backbone.build(arch, norm_layer=norm_layer(num_splits), **options(arch, model_cfg))
-    net.fc = nn.Identity()
-    return net
+    return backbone.build_trunk(arch, norm_layer=norm_layer(1), **options(arch, model_cfg))
 
 
 def mlp(dims: list[int], *, batch_norm: bool = True, activation=nn.ReLU) -> nn.Sequential:

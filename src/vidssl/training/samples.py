@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vidssl.contracts import BOX_A, BOX_B, FRAME_PAIRS, PAIR_KEY, TRACK_PAIRS
 from vidssl.core.errors import UserError
 from vidssl.core.images import read_image
-from vidssl.datasets.labelled import list_labelled  # noqa: F401  (the trainer's lister, numbered as evaluation)
 from vidssl.training.augment import Crops, MocoV2Augment
 from vidssl.training.device_augment import DeferredAugment, SourceImage, stack_views
 from vidssl.training.methods import Method, view_module
-from vidssl.contracts import BOX_A, BOX_B, FRAME_PAIRS, PAIR_KEY, TRACK_PAIRS
 from vidssl.video.chunk_store import ChunkStore
 
 

@@ -31,16 +31,17 @@ from tqdm import tqdm
 from vidssl.core.devices import claim_gpus
 from vidssl.core.errors import UserError
 from vidssl.core.io import atomic_path, write_csv
+from vidssl.datasets.labelled import list_labelled
 from vidssl.models.backbone import export_backbone
 from vidssl.training import distributed
-from vidssl.training.fingerprint import describe, differences, run_identity, weight_settings
 from vidssl.training.augment import Crops
 from vidssl.training.device_augment import collate, decodes_jpeg, render_views, resolve
+from vidssl.training.fingerprint import describe, differences, run_identity, weight_settings
 from vidssl.training.knn_monitor import KnnMonitor
 from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get
 from vidssl.training.objective import Objective
 from vidssl.training.optim import base_lr, build_optimizer, scheduled_lr
-from vidssl.training.samples import TrainingSamples, list_labelled, step_batches
+from vidssl.training.samples import TrainingSamples, step_batches
 
 CSV_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "knn_top1"]  # then the objective's monitor columns
 

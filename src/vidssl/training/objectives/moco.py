@@ -19,7 +19,7 @@ from vidssl.core.errors import check_multiple
 from vidssl.models import backbone, options
 from vidssl.models.norm import norm_layer
 from vidssl.training.distributed import average, concat_all_gather, distributed, rank, world_size
-from vidssl.training.objective import Objective
+from vidssl.training.objective import Objective, ema_update
 
 LABELS = False
 MULTIPLE_OF_BATCH = ("queue",)
@@ -100,8 +100,7 @@ class MoCo(Objective):
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        for q, k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
-            k.mul_(self.momentum).add_(q.detach(), alpha=1 - self.momentum)
+        ema_update(self.encoder_k, self.encoder_q, self.momentum)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
