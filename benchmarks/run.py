@@ -22,7 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 COLUMNS = ["benchmark", "name", "value", "unit", "target", "ok", "machine"]
 # --quick: the same measurements on inputs small enough that the whole set runs in about two minutes on 2 cores.
 QUICK = {
-    "bench_augment": dict(samples=64, batch=16),
+    "bench_augment": dict(samples=64, batch=16, repeats=1),
     "bench_dag": dict(shards=4, videos_per_split=50),
     "bench_features": dict(images=256),
     "bench_invariance": dict(samples=20_000, units=256, sets=2_000),

@@ -3,6 +3,7 @@
 content, and a training run that renders its views on the device."""
 import copy
 import dataclasses
+import functools
 import math
 
 import cv2
@@ -13,17 +14,9 @@ import torch
 from test_train import CFG, data, run  # noqa: F401  (the small chunks, pairs and tracks of the training tests)
 from torchvision.transforms import RandomResizedCrop
 
-from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD
+from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg, jpeg_shape
 from vidssl.training.augment import Crops, MocoV2Augment
-from vidssl.training.device_augment import (
-    DeferredAugment,
-    DeferredBatch,
-    SourceImage,
-    collate,
-    jpeg_size,
-    render_views,
-    resolve,
-)
+from vidssl.training.device_augment import DeferredAugment, DeferredBatch, SourceImage, collate, render_views, resolve
 from vidssl.training.methods import get as get_method
 from vidssl.training.samples import TrainingSamples, read_tracks
 from vidssl.video.chunk_store import ChunkStore
@@ -153,19 +146,92 @@ def test_a_region_of_a_source_image_is_the_crop_of_its_pixels():
     assert diff.mean() < MEAN_TOLERANCE
 
 
-def test_jpeg_bytes_render_as_their_decoded_pixels():
-    images = [natural(48 + 16 * i, 64, i) for i in range(3)]
-    blobs = [cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1] for image in images]
-    assert [jpeg_size(blob) for blob in blobs] == [image.shape[:2] for image in images]
-    assert jpeg_size(np.frombuffer(b"not a jpeg", np.uint8)) is None
+def jpeg_variants() -> dict[str, np.ndarray]:
+    """One image's JPEG bytes as encoders write them: every chroma subsampling, progressive, optimised, with restart
+    markers, greyscale, one pixel, a thin column."""
+    image = natural(97, 131, 5)
+    sampling = {name: getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{name}")
+                for name in ("411", "420", "422", "440", "444")}
+    variants = {f"{name} q{q}": cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, q,
+                                                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR, flag])[1]
+                for name, flag in sampling.items() for q in (30, 95)}
+    variants |= {"progressive": cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1],
+                 "optimised": cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_OPTIMIZE, 1])[1],
+                 "restarts": cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])[1],
+                 "grey": cv2.imencode(".jpg", image[..., 1])[1], "one pixel": cv2.imencode(".jpg", image[:1, :1])[1],
+                 "column": cv2.imencode(".jpg", np.ascontiguousarray(image[:, :3]))[1]}
+    return {name: blob.ravel() for name, blob in variants.items()}
+
+
+def test_the_jpeg_decoder_gives_opencvs_pixels_and_none_for_what_does_not_decode():
+    for name, blob in jpeg_variants().items():
+        expected = cv2.imdecode(blob, cv2.IMREAD_COLOR)
+        assert np.array_equal(decode_jpeg(blob), expected), name
+        assert np.array_equal(decode_jpeg(blob, rgb=True), expected[..., ::-1]), name
+        out = np.zeros_like(expected)
+        decode_jpeg(blob, rgb=True, out=out)
+        assert np.array_equal(out, expected[..., ::-1]) and jpeg_shape(blob) == expected.shape[:2], name
+    whole = jpeg_variants()["420 q95"]
+    png = cv2.imencode(".png", natural(20, 30, 1))[1].ravel()
+    assert np.array_equal(decode_jpeg(png), cv2.imdecode(png, cv2.IMREAD_COLOR))  # OpenCV decodes what it refuses
+    for broken in (whole[:len(whole) // 2], np.frombuffer(b"\xff\xd8\xff\xe0 not a jpeg", np.uint8),
+                   np.zeros(0, np.uint8)):
+        assert decode_jpeg(broken) is None
+    assert jpeg_shape(np.frombuffer(b"not a jpeg", np.uint8)) is None
+
+
+def test_jpeg_bytes_are_decoded_into_the_batch_or_left_to_the_device():
+    images = [natural(48 + 16 * i, 64 + 8 * (i == 1), i) for i in range(3)]  # sizes differ: the batch pads
+    blobs = [cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].ravel() for image in images]
     deferred = DeferredAugment(MocoV2Augment(32))
     encoded = [{"x": deferred(SourceImage.of_jpeg(b), None, np.random.default_rng(i))[0]} for i, b in enumerate(blobs)]
     decoded = [{"x": deferred(cv2.imdecode(b, cv2.IMREAD_COLOR), None, np.random.default_rng(i))[0]}
                for i, b in enumerate(blobs)]
-    batch = collate(encoded)["x"]
-    assert batch.pixels is None and len(batch.jpegs) == 3
-    diff = (render_views({"x": batch})["x"] - render_views(collate(decoded))["x"]).abs()
-    assert diff.max() < 0.05  # two JPEG decoders (torchvision's, OpenCV's) of the same bytes
+    kept, here, pixels = collate(encoded, jpegs_on_device=True)["x"], collate(encoded)["x"], collate(decoded)["x"]
+    assert kept.pixels is None and len(kept.jpegs) == 3
+    assert here.jpegs is None and torch.equal(here.pixels, pixels.pixels)  # decoded into the batch: OpenCV's pixels
+    for slot, image in zip(here.pixels, images):  # each padded right and down by its last column and row
+        h, w = image.shape[:2]
+        assert torch.equal(slot[h:], slot[h - 1:h].expand_as(slot[h:]))
+        assert torch.equal(slot[:h, w:], slot[:h, w - 1:w].expand_as(slot[:h, w:]))
+    assert torch.equal(render_views({"x": here})["x"], render_views({"x": pixels})["x"])
+    diff = (render_views({"x": kept})["x"] - render_views({"x": here})["x"]).abs()
+    assert diff.max() < 0.05  # two JPEG decoders (torchvision's, libjpeg-turbo's through simplejpeg) of the same bytes
+
+
+class JpegViews(torch.utils.data.Dataset):
+    def __init__(self, blobs):
+        self.blobs, self.deferred = blobs, DeferredAugment(MocoV2Augment(24, (0.3, 1.0)))
+
+    def __len__(self):
+        return 2 * len(self.blobs)
+
+    def __getitem__(self, index):
+        source = SourceImage.of_jpeg(self.blobs[index % len(self.blobs)])
+        return {"x": self.deferred(source, None, np.random.default_rng(index))[0], "index": index}
+
+
+@pytest.mark.parametrize("jpegs_on_device", [False, True])
+def test_a_deferred_batch_from_a_worker_process_is_the_batch_made_here(jpegs_on_device):
+    """Pixels through shared memory, parameters and JPEG bytes by value: what the trainer gets from a DataLoader
+    worker is what collating in its own process gives."""
+    blobs = [cv2.imencode(".jpg", natural(40, 56, i))[1].ravel() for i in range(3)]
+    views = JpegViews(blobs)
+    collate_fn = functools.partial(collate, jpegs_on_device=jpegs_on_device)
+    loader = torch.utils.data.DataLoader(views, batch_size=4, num_workers=1, collate_fn=collate_fn)
+    batches = list(loader)
+    assert len(batches) == 2
+    for first, batch in zip((0, 4), batches):
+        here = collate_fn([views[i] for i in range(first, min(first + 4, len(views)))])
+        assert torch.equal(batch["index"], here["index"])
+        assert batch["x"].params.keys() == here["x"].params.keys()
+        assert all(torch.equal(batch["x"].params[k], here["x"].params[k]) for k in here["x"].params)
+        if jpegs_on_device:
+            assert batch["x"].pixels is None
+            assert all(torch.equal(a, b) for a, b in zip(batch["x"].jpegs, here["x"].jpegs))
+        else:
+            assert batch["x"].pixels.is_shared() and torch.equal(batch["x"].pixels, here["x"].pixels)
+        assert torch.equal(render_views(batch)["x"], render_views(here)["x"])
 
 
 def test_local_crops_and_tracked_boxes_through_the_samples(data):  # noqa: F811

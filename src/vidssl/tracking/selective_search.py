@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from vidssl.core.errors import UserError
+from vidssl.core.images import decode_jpeg
 
 MODES = ("fast", "quality")
 REFERENCE_SIDE = 128  # the long side at which `min_region` is given: the frames' stored size by default
@@ -97,7 +98,7 @@ def propose_chunk(task: tuple) -> tuple:
     skipped = []
     for frame, jpeg in zip(frames, jpegs):
         where = dict(video=video, chunk=int(chunk), frame=int(frame))
-        image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR) if len(jpeg) else None
+        image = decode_jpeg(jpeg)
         if image is None:
             skipped.append({**where, "reason": "stored JPEG does not decode"})
             continue

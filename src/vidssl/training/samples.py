@@ -48,15 +48,15 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     def __init__(self, method: Method, *, stores: list[ChunkStore], frame_pairs: pd.DataFrame | None,
                  tracks: dict | None, labelled: list[tuple[str, int]] | None, image_size: int, seed: int,
-                 crops: Crops | None = None, augment_on: str = "workers", jpegs_on_device: bool = False):
+                 crops: Crops | None = None, augment_on: str = "workers"):
         """augment_on `device`: samples hold deferred views (vidssl.training.device_augment) that the trainer renders on
-        its device, from the decoded frames or, with `jpegs_on_device`, from their JPEG bytes."""
+        its device."""
         self.method, self.view = method, view_module(method)
         self.stores, self.frame_pairs, self.tracks, self.labelled, self.seed = stores, frame_pairs, tracks, labelled, seed
         self.crops = crops or Crops(image_size)
         self.augment = MocoV2Augment(image_size, self.crops.global_scale)
         self.local_augment = MocoV2Augment(self.crops.local_size, self.crops.local_scale) if self.crops.local else None
-        self.deferred, self.jpegs_on_device = augment_on == "device", jpegs_on_device and augment_on == "device"
+        self.deferred = augment_on == "device"
         if self.deferred:
             self.augment = DeferredAugment(self.augment)
             self.local_augment = self.local_augment and DeferredAugment(self.local_augment)
@@ -115,12 +115,11 @@ class TrainingSamples(torch.utils.data.Dataset):
         return frames
 
     def read_rows(self, store: ChunkStore, rows: list[int]) -> list:
-        """Decoded frames; in device mode SourceImages (whose regions send the frame once), of the JPEG bytes when the
-        device decodes them."""
-        if self.jpegs_on_device:
+        """Decoded frames; in device mode SourceImages of their JPEG bytes (decoded as the batch is collated, or on
+        the device; a region of one sends the frame once)."""
+        if self.deferred:
             return [SourceImage.of_jpeg(blob) for blob in store.jpeg_rows(rows)]
-        images = store.read_rows(rows)
-        return [SourceImage.of(image) for image in images] if self.deferred else images
+        return store.read_rows(rows)
 
     def labelled_image(self, index: int) -> tuple[np.ndarray, int]:
         path, label = self.labelled[index]

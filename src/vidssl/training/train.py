@@ -8,6 +8,7 @@ the command line below it. Samples are a function of (seed, index) (see vidssl.t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -101,6 +102,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     out: Path
     identity: dict  # what the run is made from (vidssl.training.fingerprint): a resume copy must match it
+    jpegs_on_device: bool = False  # device augmentation on a device that decodes the JPEGs (nvJPEG)
     stepper: torch.nn.Module | None = None  # the model, wrapped by DistributedDataParallel under torchrun
     start: int = 0
     history: list[dict] = field(default_factory=list)
@@ -156,7 +158,7 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
     jpegs = where == "device" and decodes_jpeg(device)
     data = TrainingSamples.from_files(method, files, items, image_size=size, seed=seed,
                                       crops=Crops.of(size, cfg.get("objective") if method.config_section else None),
-                                      augment_on=where, jpegs_on_device=jpegs)
+                                      augment_on=where)
     torch.manual_seed(seed)
     model = build_objective(method, cfg, len(classes)).to(device)
     if device.type == "cuda":
@@ -166,7 +168,8 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
     settings["train"]["augment_on"] = where + " (JPEGs decoded there)" * jpegs  # as `auto` resolved on this device
     identity = run_identity(method.name, settings, {key: files[key] for key in method.inputs}, labelled,
                             items)
-    return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir), identity=identity)
+    return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir), identity=identity,
+               jpegs_on_device=jpegs)
 
 
 def resume(run: Run, log: logging.Logger) -> None:
@@ -223,7 +226,7 @@ def monitor_draw(run: Run, step: int) -> Callable[[], dict]:
 
     def draw() -> dict:
         ids = rng.integers(0, len(run.data), run.batch)[distributed.rank() * per_rank:][:per_rank]
-        samples = collate(run.data.__getitems__(ids.tolist()))
+        samples = collate(run.data.__getitems__(ids.tolist()), run.jpegs_on_device)
         return render_views({k: v.to(run.device) for k, v in samples.items()})
 
     return draw
@@ -237,7 +240,8 @@ def train_steps(run: Run, last: int) -> None:
         run.data, batch_sampler=step_batches(run.start, run.steps, run.batch, distributed.rank(),
                                              distributed.world_size()),
         num_workers=int(t["workers"]), persistent_workers=int(t["workers"]) > 0, pin_memory=run.device.type == "cuda",
-        collate_fn=collate, generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
+        collate_fn=functools.partial(collate, jpegs_on_device=run.jpegs_on_device),
+        generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
     knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed, int(t["knn_samples"])) \
         if run.labelled and t["knn_every"] and distributed.is_main() else None
     run.stepper.train()

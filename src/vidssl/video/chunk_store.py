@@ -2,12 +2,12 @@
 `vidssl.video.chunks.extract_chunks` writes: one row per stored frame)."""
 from __future__ import annotations
 
-import cv2
 import h5py
 import numpy as np
 import pandas as pd
 
 from vidssl.contracts import CHUNK_KEY, CHUNKS
+from vidssl.core.images import decode_jpeg
 
 
 class ChunkStore:
@@ -41,7 +41,7 @@ class ChunkStore:
 
     def read(self, row: int) -> np.ndarray:
         """The BGR uint8 image stored at `row` (None if it does not decode)."""
-        return cv2.imdecode(self._jpegs()[row], cv2.IMREAD_COLOR)
+        return decode_jpeg(self._jpegs()[row])
 
     def frame(self, video: str, chunk: int, frame: int) -> np.ndarray:
         return self.read(self.row(video, chunk, frame))
@@ -56,7 +56,7 @@ class ChunkStore:
 
     def read_rows(self, rows) -> list[np.ndarray]:
         """The BGR uint8 images at increasing `rows` (None for one that does not decode)."""
-        return [cv2.imdecode(blob, cv2.IMREAD_COLOR) for blob in self.jpeg_rows(rows)]
+        return [decode_jpeg(blob) for blob in self.jpeg_rows(rows)]
 
     def chunk_frames(self, video: str, chunk: int) -> list[np.ndarray]:
         return self.read_rows(self.chunk_rows(video, chunk))
