@@ -273,9 +273,9 @@ def invariance_score(
     sets: np.ndarray,
     *,
     method: str = "class_conditional",
-    top_k: int | None = 10,
-    firing_rate: float = 0.01,
-    min_set_size: int = 2,
+    top_k: int | None,
+    firing_rate: float,
+    min_set_size: int,
 ) -> float:
     """Invariance score of `features` (N x D) over the local trajectories `sets` (N set ids) of classes `labels`.
 
@@ -313,11 +313,11 @@ def score_all(
     labels: np.ndarray,
     sets: np.ndarray,
     *,
-    top_ks: tuple[int | None, ...] = (10, 25),
-    firing_rate: float = 0.01,
-    min_set_size: int = 2,
-    bootstrap: int = 0,
-    seed: int = 0,
+    top_ks: tuple[int | None, ...],
+    firing_rate: float,
+    min_set_size: int,
+    bootstrap: int,
+    seed: int,
 ) -> list[dict]:
     """Every measure at every top_k, as rows {measure, top_k, score, ci_low, ci_high} (measures in MEASURES order).
 
