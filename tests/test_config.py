@@ -31,6 +31,11 @@ def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
         ("model:\n  arch: vgg16\n", "model.arch 'vgg16' is not one of resnet18, resnet50"),
         ("moco:\n  temperature: 0\n", "invalid config at moco.temperature: 0 is less than or equal to the minimum of 0"),
         ("moco:\n  queu: 64\n", "invalid config at moco: Additional properties are not allowed ('queu' was unexpected)"),
+        ("dino:\n  train:\n    steps: 5\n",
+         "invalid config at dino.train: Additional properties are not allowed ('steps' was unexpected) (an objective sets "
+         "only optimizer, lr, weight_decay, momentum, warmup_steps, clip_grad)"),
+        ("byol:\n  train:\n    optimizer: adam\n", "invalid config at byol.train.optimizer: 'adam' is not one of"),
+        ("moco:\n  train:\n    lr: 0\n", "invalid config at moco.train.lr: 0 is less than or equal to the minimum of 0"),
         ("train:\n  methods: [simclr]\n", "training method 'simclr' is not one of moco, fti, region_tracker, supervised"),
         ("train:\n  methods: [cross_entropy-frame]\n", "the cross_entropy objective needs labelled samples"),
         ("model:\n  arch: vit_s16\n  image_size: 32\ntrain:\n  methods: [dino-frame]\ntable5:\n  methods: [dino-frame]\n",
@@ -99,6 +104,15 @@ def test_an_overlay_keeps_config_yaml_for_every_key_it_does_not_name(tmp_path):
     default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     assert resolved["pairs"] == {"k": 7, "mode": default["pairs"]["mode"]} and default["pairs"]["mode"] == "all"
     assert resolved["tracks"] == default["tracks"] and resolved["partseg"]["seeds"] == default["partseg"]["seeds"]
+
+
+def test_an_objective_sets_its_own_optimiser_over_train():
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["dino"]["train"] = {"optimizer": "adamw", "lr": 0.0005}
+    vidssl_config.check_objectives(config, [])
+    assert vidssl_config.train_overrides(config, "dino-frame") == {"optimizer": "adamw", "lr": 0.0005}
+    assert vidssl_config.train_overrides(config, "moco") == {} == vidssl_config.train_overrides(config, "supervised")
+    assert "train" not in vidssl_config.objective_settings(config, "dino")  # the objective is built without it
 
 
 def test_gpu_requests_beyond_what_a_rule_uses_are_one_line():

@@ -97,6 +97,10 @@ def test_every_rule_logged_and_artifacts_present(tiny_run):
          {"train[moco]", "train[fti]", "train[region_tracker]", "training_plot", "features", "partseg_features",
           "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",
           "classification_scores", "classification", "all"}),
+        # an objective's own optimiser settings retrain its methods only
+        ("dino:\n  train:\n    optimizer: sgd\n    lr: 0.01\n",
+         {f"train[{VIT}]", "training_plot", "features", "partseg_features", "invariance", "invariance_summary",
+          "partseg_probe", "table5", "classification_features", "classification_scores", "classification", "all"}),
         ("tracks:\n  score_threshold: 0.6\n",
          {"tracks", "track_pairs", "track_sheet", "train[region_tracker]", f"train[{VIT}]", "training_plot", "features",
           "partseg_features", "invariance", "invariance_summary", "partseg_probe", "table5", "classification_features",

@@ -11,6 +11,9 @@ from vidssl.models import check_arch, min_side
 from vidssl.training import methods as training_methods
 
 SYNTHETIC_ROOT = "resources/synthetic"
+# The `train` keys an objective's section may set for its own methods (`<objective>.train`): the optimiser's, never the
+# budget (steps, batch) that every row of a comparison shares.
+OPTIMISER_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "warmup_steps", "clip_grad")
 
 
 def schema_error_line(message: str) -> str:
@@ -145,15 +148,21 @@ def check_objectives(config: dict, trained: list) -> None:
     import jsonschema
 
     schema = _main_schema()
+    train_keys = schema["properties"]["train"]["properties"]
+    overrides = {"type": "object", "additionalProperties": False,
+                 "properties": {key: train_keys[key] for key in OPTIMISER_KEYS}}
     for name in set(config) - set(schema["properties"]):
         if name not in training_methods.objectives() or _fragment(name) is None:
             raise UserError(f"config {name}: not a known section nor an objective's "
                             f"({', '.join(o for o in training_methods.objectives() if _fragment(o) is not None)})")
-        try:
-            jsonschema.validate(config[name], _fragment(name))
-        except jsonschema.ValidationError as error:
-            where = ".".join(map(str, [name, *error.absolute_path]))
-            raise UserError(f"invalid config at {where}: {error.message}") from None
+        for where, value, against in ((f"{name}.train", config[name].get("train", {}), overrides),
+                                      (name, objective_settings(config, name), _fragment(name))):
+            try:
+                jsonschema.validate(value, against)
+            except jsonschema.ValidationError as error:
+                at = ".".join(map(str, [where, *error.absolute_path]))
+                hint = f" (an objective sets only {', '.join(OPTIMISER_KEYS)})" if against is overrides else ""
+                raise UserError(f"invalid config at {at}: {error.message}{hint}") from None
     for method in trained:
         if method.config_section and method.config_section not in config:
             raise UserError(f"config train.methods: {method.name!r} needs a `{method.config_section}` section")
@@ -174,6 +183,17 @@ def _check_crop_sides(config: dict, method) -> None:
         if side < smallest:
             raise UserError(f"config {key}: crops of {side} px are smaller than {model['arch']}'s smallest input "
                             f"({smallest} px)")
+
+
+def objective_settings(config: dict, objective: str) -> dict:
+    """An objective's section as the objective is built from it: without its `train` overrides."""
+    return {key: value for key, value in config[objective].items() if key != "train"}
+
+
+def train_overrides(config: dict, method: str) -> dict:
+    """The `train` keys a method's objective sets for its methods (`<objective>.train`), over `train`'s."""
+    section = training_methods.get(method).config_section
+    return dict(config[section].get("train") or {}) if section else {}
 
 
 def _fragment(objective: str) -> dict | None:
