@@ -14,6 +14,7 @@ import torch
 from test_train import CFG, data, run  # noqa: F401  (the small chunks, pairs and tracks of the training tests)
 from torchvision.transforms import RandomResizedCrop
 
+from vidssl.core.errors import UserError
 from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg, jpeg_shape
 from vidssl.training.augment import Crops, MocoV2Augment
 from vidssl.training.device_augment import DeferredAugment, DeferredBatch, SourceImage, collate, render_views, resolve
@@ -197,6 +198,16 @@ def test_jpeg_bytes_are_decoded_into_the_batch_or_left_to_the_device():
     assert torch.equal(render_views({"x": here})["x"], render_views({"x": pixels})["x"])
     diff = (render_views({"x": kept})["x"] - render_views({"x": here})["x"]).abs()
     assert diff.max() < 0.05  # two JPEG decoders (torchvision's, libjpeg-turbo's through simplejpeg) of the same bytes
+
+
+def test_a_stored_frame_that_does_not_decode_is_a_user_error_on_the_device_path():
+    whole = jpeg_variants()["420 q95"]
+    deferred = DeferredAugment(MocoV2Augment(16))
+    with pytest.raises(UserError, match="a stored frame's JPEG does not decode"):
+        SourceImage.of_jpeg(np.frombuffer(b"not a jpeg", np.uint8))  # no header: decoded at once
+    truncated = SourceImage.of_jpeg(whole[:len(whole) // 2])  # its header reads: decoded as the batch is collated
+    with pytest.raises(UserError, match="a stored frame's JPEG does not decode"):
+        collate([{"x": deferred(truncated, None, np.random.default_rng(0))[0]}])
 
 
 class JpegViews(torch.utils.data.Dataset):

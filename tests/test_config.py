@@ -12,6 +12,7 @@ from conftest import ROOT, SNAKEMAKE, planned_jobs
 from vidssl import synthetic
 from vidssl import config as vidssl_config
 from vidssl.core.errors import UserError
+from vidssl.training.methods import with_objective_optimiser
 
 
 def dry_run(tmp_path: Path, overlay: str) -> subprocess.CompletedProcess:
@@ -110,9 +111,12 @@ def test_an_objective_sets_its_own_optimiser_over_train():
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     config["dino"]["train"] = {"optimizer": "adamw", "lr": 0.0005}
     vidssl_config.check_objectives(config, [])
-    assert vidssl_config.train_overrides(config, "dino-frame") == {"optimizer": "adamw", "lr": 0.0005}
-    assert vidssl_config.train_overrides(config, "moco") == {} == vidssl_config.train_overrides(config, "supervised")
-    assert "train" not in vidssl_config.objective_settings(config, "dino")  # the objective is built without it
+    run = with_objective_optimiser({"train": config["train"], "objective": config["dino"]})
+    assert run["train"] == config["train"] | {"optimizer": "adamw", "lr": 0.0005}
+    assert run["objective"] == {k: v for k, v in config["dino"].items() if k != "train"}  # the objective's own keys
+    assert config["dino"]["train"] == {"optimizer": "adamw", "lr": 0.0005}  # the config itself untouched
+    moco = {"train": config["train"], "objective": config["moco"]}
+    assert with_objective_optimiser(moco)["train"] == config["train"]  # `train: {}` sets nothing
 
 
 def test_gpu_requests_beyond_what_a_rule_uses_are_one_line():

@@ -26,7 +26,7 @@ from vidssl.models.backbone import load_backbone
 from vidssl.report.figures import plot_training
 from vidssl.training.augment import JITTER_OPS, MIN_BOX, MocoV2Augment, adjust, crop_window
 from vidssl.training.knn_monitor import KnnMonitor
-from vidssl.training.methods import ALIASES, objectives, views
+from vidssl.training.methods import ALIASES, objectives, views, with_objective_optimiser
 from vidssl.training.methods import get as get_method
 from vidssl.training.samples import TrainingSamples, read_tracks, step_batches
 from vidssl.training.train import set_up, train
@@ -92,6 +92,19 @@ def run(method, data, out, cfg=CFG, **kwargs):
                  out_dir=str(out), cfg=cfg, **kwargs)
 
 
+def test_an_objectives_own_optimiser_settings_train_its_methods(data, tmp_path):
+    """`<objective>.train` over `train`: the run takes them, and its resume identity holds them (a resume copy made
+    with the shared settings is not continued)."""
+    cfg = copy.deepcopy(CFG)
+    cfg["train"] |= {"steps": 2, "knn_every": 0, "checkpoint_every": 1}
+    run("moco", data, tmp_path / "moco", cfg=cfg, stop_at=1)
+    cfg["objective"]["train"] = {"lr": 0.03, "warmup_steps": 2}
+    own = run("moco", data, tmp_path / "moco", cfg=cfg)
+    assert own["resumed_from"] == 0 and own["steps"] == 2
+    log = pd.read_csv(tmp_path / "moco" / "train.csv")
+    assert list(log.lr) == pytest.approx([0.03 * 8 / 256 / 2, 0.03 * 8 / 256])  # its lr, warmed up over 2 steps
+
+
 def test_runs_repeat_exactly_and_resume_continues(data, tmp_path):
     full = run("fti", data, tmp_path / "a" / "fti")
     first = run("fti", data, tmp_path / "b" / "fti", stop_at=2)
@@ -111,7 +124,8 @@ def test_runs_repeat_exactly_and_resume_continues(data, tmp_path):
     assert log.loss_fresh_queue[:2].isna().all() and 0.5 * math.log(33) < log.loss_fresh_queue[2] < 1.5 * math.log(33)
     assert log.lr[0] == pytest.approx(0.06 * 8 / 256) and log.lr[2] < log.lr[1] < log.lr[0]
     info = json.loads((out / "run.json").read_text())
-    assert info["config"] == CFG and "torch" in info["versions"] and info["device"] == "cpu"
+    # the settings the run used: the objective's own optimiser keys (none here) applied over `train`
+    assert info["config"] == with_objective_optimiser(CFG) and "torch" in info["versions"] and info["device"] == "cpu"
     trunk = load_backbone(out / "backbone.pth", "resnet18")
     from_checkpoint = load_backbone(out / "checkpoint.pt", "resnet18")  # our checkpoint layout loads too
     assert all(torch.equal(v, from_checkpoint.state_dict()[k]) for k, v in trunk.state_dict().items())

@@ -155,8 +155,9 @@ def check_objectives(config: dict, trained: list) -> None:
         if name not in training_methods.objectives() or _fragment(name) is None:
             raise UserError(f"config {name}: not a known section nor an objective's "
                             f"({', '.join(o for o in training_methods.objectives() if _fragment(o) is not None)})")
-        for where, value, against in ((f"{name}.train", config[name].get("train", {}), overrides),
-                                      (name, objective_settings(config, name), _fragment(name))):
+        section = training_methods.with_objective_optimiser({"train": {}, "objective": config[name]})["objective"]
+        for where, value, against in ((f"{name}.train", config[name].get("train") or {}, overrides),
+                                      (name, section, _fragment(name))):
             try:
                 jsonschema.validate(value, against)
             except jsonschema.ValidationError as error:
@@ -183,17 +184,6 @@ def _check_crop_sides(config: dict, method) -> None:
         if side < smallest:
             raise UserError(f"config {key}: crops of {side} px are smaller than {model['arch']}'s smallest input "
                             f"({smallest} px)")
-
-
-def objective_settings(config: dict, objective: str) -> dict:
-    """An objective's section as the objective is built from it: without its `train` overrides."""
-    return {key: value for key, value in config[objective].items() if key != "train"}
-
-
-def train_overrides(config: dict, method: str) -> dict:
-    """The `train` keys a method's objective sets for its methods (`<objective>.train`), over `train`'s."""
-    section = training_methods.get(method).config_section
-    return dict(config[section].get("train") or {}) if section else {}
 
 
 def _fragment(objective: str) -> dict | None:

@@ -120,18 +120,14 @@ def train_input(wildcards):
 
 
 def objective_section(wildcards):
-    """The config section of a training method's objective (named after it) without its `train` overrides, or none."""
+    """The config section of a training method's objective (named after it; its `train` keys are the objective's own
+    optimiser settings, applied by the trainer), or none."""
     section = vidssl_methods.get(wildcards.method).config_section
-    return vidssl_config.objective_settings(config, section) if section else None
+    return config[section] if section else None
 
 
 # The `train` settings that change what training computes (the others: vidssl.training.fingerprint.RUN_SETTINGS).
 TRAIN_WEIGHT_SETTINGS = {key: value for key, value in config["train"].items() if key not in RUN_SETTINGS}
-
-
-def train_settings(wildcards):
-    """A method's weight-changing `train` settings: its objective's overrides (`<objective>.train`) over them."""
-    return TRAIN_WEIGHT_SETTINGS | vidssl_config.train_overrides(config, wildcards.method)
 
 
 def all_targets():

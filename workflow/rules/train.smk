@@ -16,10 +16,9 @@ rule train:
         seed=config["seed"],
         model=lambda wildcards: vidssl_methods.get(wildcards.method).model_config(config["model"]),
         objective=objective_section,
-        # Only what changes the weights a run ends with, the objective's optimiser overrides applied: the rest of
-        # `train` (workers, GPUs, checkpoint and monitor intervals) reaches the script through its config and never
-        # reruns training.
-        train=train_settings,
+        # Only what changes the weights a run ends with: the rest of `train` (workers, GPUs, checkpoint and monitor
+        # intervals) reaches the script through its config and never reruns training.
+        train=TRAIN_WEIGHT_SETTINGS,
     threads: 2
     log:
         "logs/train/{method}.log",

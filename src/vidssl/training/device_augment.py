@@ -5,10 +5,11 @@ vidssl.training.augment.MocoV2Augment.draw (the same generator, the same order: 
 and moves the tracked box there, but returns a `DeferredView` (the frame's JPEG bytes, read with its header only, and
 the parameters) in place of pixels. `collate` gathers a batch's deferred views into `DeferredBatch`es (one per key:
 each frame once, decoded into the batch's memory and padded by its edge pixels to one size, or its bytes where the
-device decodes them; the parameters as tensors), which travel to the device like tensors; `render_views` then turns each into its images: crop, resize and flip as one `torchvision.ops.roi_align`
-over the batch (bilinear; on a shrinking crop it averages ceil(scale)^2 samples per pixel where OpenCV's INTER_AREA
-averages the exact area), the jitter steps in each sample's order, grayscale, each sample's blur in one grouped
-convolution, and the ImageNet normalisation.
+device decodes them; the parameters as tensors), which travel to the device like tensors; `render_views` then turns
+each into its images: crop, resize and flip as one `torchvision.ops.roi_align` over the batch (bilinear; on a
+shrinking crop it averages ceil(scale)^2 samples per pixel where OpenCV's INTER_AREA averages the exact area), the
+jitter steps in each sample's order, grayscale, each sample's blur in one grouped convolution, and the ImageNet
+normalisation.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg, jpeg_sh
 from vidssl.training.augment import LUMA, AugmentParams, MocoV2Augment, kept_box, move_box
 
 AUGMENT_ON = ("auto", "device", "workers")
+UNDECODABLE = "a stored frame's JPEG does not decode"
 CPU_CHOICE = "workers"  # what `auto` means without CUDA: the faster path on a CPU in `make bench` (bench_augment.py)
 
 
@@ -52,7 +54,12 @@ class SourceImage:
     def of_jpeg(cls, blob: np.ndarray) -> SourceImage:
         """The JPEG's bytes, its size read from its header; decoded here when the header cannot be read."""
         size = jpeg_shape(blob)
-        return cls.of(decode_jpeg(blob)) if size is None else cls(torch.from_numpy(blob), *size)
+        if size is not None:
+            return cls(torch.from_numpy(blob), *size)
+        image = decode_jpeg(blob)
+        if image is None:
+            raise UserError(UNDECODABLE)
+        return cls.of(image)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -181,7 +188,7 @@ def padded(sources: list[torch.Tensor]) -> torch.Tensor:
         into = slot.numpy() if whole else None
         image = source if source.dim() == 3 else decode_jpeg(source.numpy(), rgb=True, out=into)
         if image is None:
-            raise UserError("a stored frame's JPEG does not decode")
+            raise UserError(UNDECODABLE)
         if source.dim() == 3 or not whole:
             slot[:h, :w] = torch.as_tensor(image)
         if not whole:

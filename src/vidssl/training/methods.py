@@ -94,6 +94,16 @@ def check_inputs(method: Method, files: dict[str, list[str] | None], labelled: s
         raise UserError(f"{method.name} needs a labelled ImageFolder set")
 
 
+def with_objective_optimiser(cfg: dict) -> dict:
+    """A run's config with its objective's own optimiser settings (the section's `train` keys) over `train`'s, and
+    the section as the objective is built from it (without them)."""
+    section = cfg.get("objective")
+    if not section or "train" not in section:
+        return cfg
+    section = dict(section)
+    return {**cfg, "objective": section, "train": {**cfg["train"], **(section.pop("train") or {})}}
+
+
 def build_objective(method: Method, cfg: dict, classes: int):
     """The method's objective (an nn.Module), from a run's config: seed, model, train and its own section."""
     section = cfg["objective"] if method.config_section else None

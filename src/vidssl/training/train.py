@@ -39,7 +39,7 @@ from vidssl.training.augment import Crops
 from vidssl.training.device_augment import collate, decodes_jpeg, render_views, resolve
 from vidssl.training.fingerprint import describe, differences, run_identity, weight_settings
 from vidssl.training.knn_monitor import KnnMonitor
-from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get
+from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get, with_objective_optimiser
 from vidssl.training.objective import Objective
 from vidssl.training.optim import base_lr, build_optimizer, scheduled_lr
 from vidssl.training.samples import TrainingSamples, step_batches
@@ -148,6 +148,7 @@ def check_settings(method: Method, cfg: dict, files: dict, labelled: str | None)
 
 def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg: dict, local_rank: int) -> Run:
     """The device, the samples, and the seeded model with its optimiser."""
+    cfg = with_objective_optimiser(cfg)
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
