@@ -208,6 +208,12 @@ def test_a_stored_frame_that_does_not_decode_is_a_user_error_on_the_device_path(
     truncated = SourceImage.of_jpeg(whole[:len(whole) // 2])  # its header reads: decoded as the batch is collated
     with pytest.raises(UserError, match="a stored frame's JPEG does not decode"):
         collate([{"x": deferred(truncated, None, np.random.default_rng(0))[0]}])
+    # raised in a DataLoader worker, it reaches the trainer as the same one line, not the worker's traceback
+    loader = torch.utils.data.DataLoader(JpegViews([whole[:len(whole) // 2]]), batch_size=2, num_workers=1,
+                                         collate_fn=collate)
+    with pytest.raises(UserError) as raised:
+        next(iter(loader))
+    assert str(raised.value) == "a stored frame's JPEG does not decode"
 
 
 class JpegViews(torch.utils.data.Dataset):
