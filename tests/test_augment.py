@@ -5,8 +5,10 @@ import copy
 import dataclasses
 import functools
 import math
+import shutil
 
 import cv2
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -214,6 +216,18 @@ def test_a_stored_frame_that_does_not_decode_is_a_user_error_on_the_device_path(
     with pytest.raises(UserError) as raised:
         next(iter(loader))
     assert str(raised.value) == "a stored frame's JPEG does not decode"
+
+
+@pytest.mark.parametrize("augment_on", ["workers", "device"])
+def test_a_damaged_frame_in_a_chunk_store_is_one_line_on_either_path(data, tmp_path, augment_on):  # noqa: F811
+    shutil.copy(data / "chunks.h5", tmp_path / "chunks.h5")
+    with h5py.File(tmp_path / "chunks.h5", "r+") as h5:
+        whole = h5["jpeg"][0]
+        h5["jpeg"][0] = whole[:len(whole) // 2]
+    samples = TrainingSamples(get_method("moco"), stores=[ChunkStore(tmp_path / "chunks.h5")], frame_pairs=None,
+                              tracks=None, labelled=None, image_size=32, seed=0, augment_on=augment_on)
+    with pytest.raises(UserError, match="does not decode"):
+        collate(samples.__getitems__(list(range(len(samples.units)))))
 
 
 class JpegViews(torch.utils.data.Dataset):

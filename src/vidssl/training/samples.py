@@ -18,7 +18,7 @@ from vidssl.contracts import BOX_A, BOX_B, FRAME_PAIRS, PAIR_KEY, TRACK_PAIRS
 from vidssl.core.errors import UserError
 from vidssl.core.images import read_image
 from vidssl.training.augment import Crops, MocoV2Augment
-from vidssl.training.device_augment import DeferredAugment, SourceImage, stack_views
+from vidssl.training.device_augment import UNDECODABLE, DeferredAugment, SourceImage, stack_views
 from vidssl.training.methods import Method, view_module
 from vidssl.video.chunk_store import ChunkStore
 
@@ -119,7 +119,10 @@ class TrainingSamples(torch.utils.data.Dataset):
         the device; a region of one sends the frame once)."""
         if self.deferred:
             return [SourceImage.of_jpeg(blob) for blob in store.jpeg_rows(rows)]
-        return store.read_rows(rows)
+        images = store.read_rows(rows)
+        if any(image is None for image in images):
+            raise UserError(f"{store.path}: {UNDECODABLE}")
+        return images
 
     def labelled_image(self, index: int) -> tuple[np.ndarray, int]:
         path, label = self.labelled[index]
