@@ -63,10 +63,10 @@ class Samples(torch.utils.data.Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> dict:
+        if self.augment is None:  # the empty sample: what a worker costs doing nothing (not even reading)
+            return {"x": torch.zeros(1)}
         rng = np.random.default_rng([0, index])
         images = [self.read(blob) for blob in self.blobs[2 * index % len(self.blobs):][:2]]
-        if self.augment is None:  # the empty sample: what a worker costs without the work
-            return {"x": torch.zeros(1)}
         return {"x_q": self.augment(images[0], None, rng)[0], "x_k": self.augment(images[1], None, rng)[0]}
 
 
@@ -108,7 +108,7 @@ def run(samples: int = 512, batch: int = 32, repeats: int = 3) -> list[dict]:
     blobs = frames(64)
     assert all(SourceImage.of_jpeg(b).shape[:2] == (FRAME, FRAME) for b in blobs[:2])
     augment, deferred = MocoV2Augment(VIEW), DeferredAugment(MocoV2Augment(VIEW))
-    paths = {"empty": (Samples(None, blobs, samples, SourceImage.of_jpeg), collate),
+    paths = {"empty": (Samples(None, blobs, samples, None), collate),
              "worker": (Samples(augment, blobs, samples, read_decoded), collate),
              "device": (Samples(deferred, blobs, samples, SourceImage.of_jpeg), collate),
              "nvjpeg": (Samples(deferred, blobs, samples, SourceImage.of_jpeg),

@@ -155,9 +155,8 @@ def check_objectives(config: dict, trained: list) -> None:
         if name not in training_methods.objectives() or _fragment(name) is None:
             raise UserError(f"config {name}: not a known section nor an objective's "
                             f"({', '.join(o for o in training_methods.objectives() if _fragment(o) is not None)})")
-        section = training_methods.with_objective_optimiser({"train": {}, "objective": config[name]})["objective"]
-        for where, value, against in ((f"{name}.train", config[name].get("train") or {}, overrides),
-                                      (name, section, _fragment(name))):
+        section, own = training_methods.own_optimiser(config[name])
+        for where, value, against in ((f"{name}.train", own, overrides), (name, section, _fragment(name))):
             try:
                 jsonschema.validate(value, against)
             except jsonschema.ValidationError as error:

@@ -94,14 +94,19 @@ def check_inputs(method: Method, files: dict[str, list[str] | None], labelled: s
         raise UserError(f"{method.name} needs a labelled ImageFolder set")
 
 
-def with_objective_optimiser(cfg: dict) -> dict:
-    """A run's config with its objective's own optimiser settings (the section's `train` keys) over `train`'s, and
-    the section as the objective is built from it (without them)."""
-    section = cfg.get("objective")
-    if not section or "train" not in section:
-        return cfg
+def own_optimiser(section: dict) -> tuple[dict, dict]:
+    """An objective's config section as the objective is built from it, and the optimiser settings it sets for its
+    methods (its `train` keys; none when absent or empty)."""
     section = dict(section)
-    return {**cfg, "objective": section, "train": {**cfg["train"], **(section.pop("train") or {})}}
+    return section, section.pop("train", None) or {}
+
+
+def with_objective_optimiser(cfg: dict) -> dict:
+    """A run's config with its objective's own optimiser settings over `train`'s, and the section without them."""
+    if not cfg.get("objective") or "train" not in cfg["objective"]:
+        return cfg
+    section, own = own_optimiser(cfg["objective"])
+    return {**cfg, "objective": section, "train": {**cfg["train"], **own}}
 
 
 def build_objective(method: Method, cfg: dict, classes: int):
