@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chromium bench gpu-check lint clean
+.PHONY: run test chromium turbojpeg bench gpu-check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -15,31 +15,42 @@ $(STAMP): pyproject.toml
 # GPU jobs at once, and each claims its own devices.
 GPUS = $(shell $(VENV)/bin/python -c "from vidssl.core.devices import gpu_count; print(gpu_count())")
 
-run: $(STAMP)
+run: $(STAMP) turbojpeg
 	$(VENV)/bin/snakemake --cores all results/table5.csv --resources gpu=$(GPUS)  # --resources takes every word after it
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium turbojpeg
 	$(VENV)/bin/python -m pytest -q --durations=20
 
-# The report test renders results/report.html in headless Chromium: Debian's package, installed when missing where
-# that can be done (root and apt-get); elsewhere nothing is installed and the test skips, saying why. A failed
-# install where it can be done fails here.
-chromium:
-	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+# Debian packages a target needs: $(1) installed when `$(2)` fails, where that can be done (root and apt-get); elsewhere
+# nothing is installed and the line says what does without it ($(3)). A failed install where it can be done fails here.
+define debian
+	@if $(2); then :; \
 	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-		echo "chromium: not installed, and installing it needs root and apt-get: the report test will skip"; \
+		echo "$(1): not installed, and installing it needs root and apt-get: $(3)"; \
 	else \
-		echo "chromium: installing Debian's chromium package"; \
+		echo "$(1): installing Debian's $(1) package"; \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends chromium >/dev/null; \
+			apt-get install -y -q --no-install-recommends $(1) >/dev/null; \
 	fi
+endef
 
-bench: $(STAMP)
+# The report test renders results/report.html in headless Chromium.
+chromium:
+	$(call debian,chromium,command -v chromium >/dev/null || command -v chromium-browser >/dev/null,the report test will skip)
+
+# libjpeg-turbo's TurboJPEG library: the device path's workers decode frames to YCbCr planes for a GPU with it
+# (vidssl.core.images.decodes_to_planes is the check).
+TURBOJPEG_HERE = $(VENV)/bin/python -c "import sys; from vidssl.core.images import decodes_to_planes as d; \
+	sys.exit(not d((16, 16, 'YCbCr', '420')))"
+turbojpeg: $(STAMP)
+	$(call debian,libturbojpeg0,$(TURBOJPEG_HERE),the workers decode to RGB and the planes tests skip)
+
+bench: $(STAMP) turbojpeg
 	$(VENV)/bin/python benchmarks/run.py
 
 # What no CPU can show (bf16 and channels_last steps at 224 px, roi_align on the GPU, one DDP step with two GPUs), a
 # few minutes on one GPU; at a tiny size without one. Writes results/gpu_check.csv.
-gpu-check: $(STAMP)
+gpu-check: $(STAMP) turbojpeg
 	$(VENV)/bin/python benchmarks/gpu_check.py
 
 lint: $(STAMP)

@@ -1,8 +1,8 @@
 """Where the MoCo v2 augmentations run (train.augment_on): a data worker's CPU time per Frame Temporal Invariance
 sample (two JPEG frames stored at 256 px, two views at 224 px) on the worker path (decode and OpenCV augmentations) and
-on the device path (the parameter draws and the decode into the batch, or only the draws where the device decodes the
-JPEGs), and the device path's rendering time per batch on this machine beside the worker path's CPU time for the same
-batch.
+on the device path (the parameter draws and the decode into the batch: to YCbCr planes for a GPU, to RGB for a CPU;
+or only the draws where the device decodes the JPEGs), and the device path's rendering time per batch on this
+machine beside the worker path's CPU time for the same batch.
 
 A worker's CPU time is measured in a real DataLoader worker process (its rusage once it has exited, less that of a
 worker making empty batches), so that it includes handing each batch to the trainer through shared memory.
@@ -22,11 +22,13 @@ import cv2
 import numpy as np
 import torch
 
-from vidssl.core.images import decode_jpeg
+from vidssl.core.images import decode_jpeg, decodes_to_planes, jpeg_header
 from vidssl.training.augment import MocoV2Augment
+from vidssl.training.batch_frames import JPEG, PLANES, planar
 from vidssl.training.device_augment import CPU_CHOICE, DeferredAugment, SourceImage, collate, render_views
 
 FRAME, VIEW = 256, 224
+FTI = f"FTI, {FRAME} px frames, {VIEW} px views, 1 core"
 
 
 def frames(count: int) -> list[np.ndarray]:
@@ -93,6 +95,15 @@ def decode_seconds(blobs: list[np.ndarray], read) -> float:
     return (time.process_time() - start) / len(blobs) / 2
 
 
+def planes_seconds(blobs: list[np.ndarray]) -> float:
+    """CPU seconds of one sample's two decodes to YCbCr planes, into a batch as the device path decodes them."""
+    sources = [torch.from_numpy(blob.ravel()) for blob in blobs]
+    start = time.process_time()
+    for _ in range(4):
+        planar(sources, [(FRAME, FRAME)] * len(sources))
+    return (time.process_time() - start) / len(blobs) * 2 / 4
+
+
 def render_seconds(batches: list[dict]) -> float:
     """Seconds per batch to render deferred batches on this machine's CPU."""
     render_views(batches[0])  # first call: allocations
@@ -108,47 +119,47 @@ def run(samples: int = 512, batch: int = 32, repeats: int = 3) -> list[dict]:
     blobs = frames(64)
     assert all(SourceImage.of_jpeg(b).shape[:2] == (FRAME, FRAME) for b in blobs[:2])
     augment, deferred = MocoV2Augment(VIEW), DeferredAugment(MocoV2Augment(VIEW))
+    assert all(decodes_to_planes(jpeg_header(b)) for b in blobs), "libturbojpeg (Debian: libturbojpeg0) is needed"
+    views = Samples(deferred, blobs, samples, SourceImage.of_jpeg)
     paths = {"empty": (Samples(None, blobs, samples, None), collate),
              "worker": (Samples(augment, blobs, samples, read_decoded), collate),
-             "device": (Samples(deferred, blobs, samples, SourceImage.of_jpeg), collate),
-             "nvjpeg": (Samples(deferred, blobs, samples, SourceImage.of_jpeg),
-                        functools.partial(collate, jpegs_on_device=True))}
+             "rgb": (views, collate), "planes": (views, functools.partial(collate, form=PLANES)),
+             "nvjpeg": (views, functools.partial(collate, form=JPEG))}
     times = {name: [] for name in paths}
     for _ in range(repeats):  # interleaved, each path's median: the machine's noise falls on all of them alike
         for name, (data, collate_fn) in paths.items():
             times[name].append(worker_seconds(data, batch, collate_fn))
     empty = statistics.median(times["empty"])
-    worker, device, encoded = ((statistics.median(times[name]) - empty) / samples
-                               for name in ("worker", "device", "nvjpeg"))
-    made = paths["device"][0]
-    per_batch = render_seconds([collate([made[i] for i in range(first, first + batch)])
+    worker, rgb, planes, encoded = ((statistics.median(times[name]) - empty) / samples
+                                    for name in ("worker", "rgb", "planes", "nvjpeg"))
+    per_batch = render_seconds([collate([views[i] for i in range(first, first + batch)])
                                 for first in range(0, min(samples, 8 * batch), batch)])
     decode, opencv = decode_seconds(blobs, read_decoded), decode_seconds(blobs, read_opencv)
     faster = "device" if per_batch < worker * batch else "workers"
-    where = f"FTI, {FRAME} px frames, {VIEW} px views, 1 core"
+    ms = f"worker CPU ms per sample ({FTI})"
     return [
-        dict(name=f"worker path: worker CPU ms per sample ({where})", value=round(worker * 1000, 3), unit="ms",
-             target=None, ok=True),
-        dict(name=f"device path: worker CPU ms per sample ({where})", value=round(device * 1000, 3), unit="ms",
-             target=None, ok=True),
-        dict(name="of which the two JPEG decodes (both paths; OpenCV's decoder for the same pixels)",
-             value=f"{decode * 1000:.3f} ({opencv * 1000:.3f})", unit="ms", target=None, ok=True),
-        dict(name="device / worker path: worker CPU per sample, the workers decoding", value=round(device / worker, 3),
-             unit="ratio", target="<= 0.15", ok=bool(device / worker <= 0.15)),
-        dict(name=f"device path, JPEGs decoded on the device (CUDA's nvJPEG): worker CPU ms per sample ({where})",
-             value=round(encoded * 1000, 3), unit="ms", target=None, ok=True),
-        dict(name="device path, decoded on the device / worker path: worker CPU per sample",
-             value=round(encoded / worker, 3), unit="ratio", target="<= 0.15", ok=bool(encoded / worker <= 0.15)),
-        dict(name=f"samples/s one worker core feeds: worker path, device path ({where})",
-             value=f"{1 / worker:.0f}, {1 / device:.0f}", unit="samples/s", target=None, ok=True),
-        dict(name=f"device path: rendering ms per batch of {batch} on this CPU (1 thread)",
-             value=round(per_batch * 1000, 1), unit="ms", target=None, ok=True),
-        dict(name=f"worker path: CPU ms per batch of {batch}", value=round(worker * batch * 1000, 1), unit="ms",
-             target=None, ok=True),
-        dict(name=f"faster on a CPU (auto there is `{CPU_CHOICE}`)", value=faster, unit="", target=CPU_CHOICE,
-             ok=faster == CPU_CHOICE),
+        row(f"worker path: {ms}", round(worker * 1000, 3), "ms"),
+        row(f"device path for a GPU, the workers decoding to YCbCr planes: {ms}", round(planes * 1000, 3), "ms"),
+        row("device path for a GPU, the workers decoding / worker path: worker CPU per sample",
+            round(planes / worker, 3), "ratio", "<= 0.15", planes / worker <= 0.15),
+        row(f"device path for a CPU, the workers decoding to RGB: {ms}, ratio",
+            f"{rgb * 1000:.3f}, {rgb / worker:.3f}", "ms, ratio"),
+        row("of which the two JPEG decodes: to YCbCr planes, to RGB (OpenCV's decoder to RGB)",
+            f"{planes_seconds(blobs) * 1000:.3f}, {decode * 1000:.3f} ({opencv * 1000:.3f})", "ms"),
+        row(f"device path, JPEGs decoded on the device (CUDA's nvJPEG): {ms}", round(encoded * 1000, 3), "ms"),
+        row("device path, decoded on the device / worker path: worker CPU per sample", round(encoded / worker, 3),
+            "ratio", "<= 0.15", encoded / worker <= 0.15),
+        row(f"samples/s one worker core feeds: worker path, device path with planes, with nvJPEG ({FTI})",
+            f"{1 / worker:.0f}, {1 / planes:.0f}, {1 / encoded:.0f}", "samples/s"),
+        row(f"device path: rendering ms per batch of {batch} on this CPU (1 thread, RGB frames)",
+            round(per_batch * 1000, 1), "ms"),
+        row(f"worker path: CPU ms per batch of {batch}", round(worker * batch * 1000, 1), "ms"),
+        row(f"faster on a CPU (auto there is `{CPU_CHOICE}`)", faster, "", CPU_CHOICE, faster == CPU_CHOICE),
     ]
 
+
+def row(name: str, value, unit: str, target: str | None = None, ok: bool = True) -> dict:
+    return dict(name=name, value=value, unit=unit, target=target, ok=bool(ok))
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -38,7 +38,7 @@ from vidssl.core.io import write_csv
 from vidssl.evaluation.features import extract
 from vidssl.models.backbone import random_backbone
 from vidssl.training import distributed
-from vidssl.training.device_augment import collate
+from vidssl.training.batch_frames import JPEG, PLANES
 from vidssl.training.methods import build_objective, get
 from vidssl.training.optim import build_optimizer
 from vidssl.training.samples import step_batches
@@ -91,13 +91,15 @@ def real_loop_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
                 round(images_per_s, 1), "images/s")]
 
 
-def loop_with_waits(cfg: dict, world: dict, out: Path, warmup: int) -> tuple[float, float]:
-    """FTI's training loop (vidssl.training.train's set-up and steps, each step read back): images/s after `warmup`
-    steps, and the share of that time spent waiting for the loader."""
+def loop_with_waits(cfg: dict, world: dict, out: Path, warmup: int, frames: str | None = None) -> tuple[float, float]:
+    """FTI's training loop (vidssl.training.train's set-up and steps, each step read back), the device path's frames
+    in `frames` where given (else the form the run chose): images/s after `warmup` steps, and the share of that time
+    spent waiting for the loader."""
     run = set_up(get("fti"), {k: world[k] for k in ("chunks", "frame_pairs")}, None, str(out), cfg, 0)
+    run.frames = frames or run.frames
     run.stepper, t = run.model, cfg["train"]
     loader = DataLoader(run.data, batch_sampler=step_batches(0, t["steps"], t["batch_size"], 0, 1),
-                        num_workers=t["workers"], pin_memory=run.device.type == "cuda", collate_fn=collate)
+                        num_workers=t["workers"], pin_memory=run.device.type == "cuda", collate_fn=run.collate)
     waits, totals = [], []
     batches = iter(loader)
     for step in range(t["steps"]):
@@ -116,12 +118,15 @@ def augment_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
     workers = max(1, min(14, (os.cpu_count() or 2) - 2)) if device.type == "cuda" else 0
     world, rows = bench_train.make_world(root / "augment_world"), []
     where = f"fti, {size['arch']} {size['image_size']} px from 128 px frames, batch {size['batch']}, {workers} workers"
-    for path in ("workers", "device"):
+    forms = {"workers": None, "device": None}  # the device path's frames as the run chooses them: nvJPEG where it can
+    if device.type == "cuda":
+        forms |= {"device, workers decoding to YCbCr planes": PLANES, "device, nvJPEG decoding": JPEG}
+    for name, frames in forms.items():
         cfg = train_config(size, size["real_steps"], workers)
-        cfg["train"]["augment_on"] = path
-        images_per_s, waiting = loop_with_waits(cfg, world, root / f"augment_{path}", size["warmup"])
-        rows += [row("augment", f"augment_on {path}: images/s ({where})", round(images_per_s, 1), "images/s"),
-                 row("augment", f"augment_on {path}: share of step time waiting for the loader", round(waiting, 3),
+        cfg["train"]["augment_on"] = name.split(",")[0]
+        images_per_s, waiting = loop_with_waits(cfg, world, root / f"augment_{len(rows)}", size["warmup"], frames)
+        rows += [row("augment", f"augment_on {name}: images/s ({where})", round(images_per_s, 1), "images/s"),
+                 row("augment", f"augment_on {name}: share of step time waiting for the loader", round(waiting, 3),
                      "share")]
     blobs = bench_augment.frames(size["feature_batch"])
     start = time.perf_counter()

@@ -16,10 +16,21 @@ import torch
 from test_train import CFG, data, run  # noqa: F401  (the small chunks, pairs and tracks of the training tests)
 from torchvision.transforms import RandomResizedCrop
 
+from vidssl.core import images
 from vidssl.core.errors import UserError
-from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg, jpeg_shape
+from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg, decodes_to_planes, jpeg_header, jpeg_shape
 from vidssl.training.augment import Crops, MocoV2Augment
-from vidssl.training.device_augment import DeferredAugment, DeferredBatch, SourceImage, collate, render_views, resolve
+from vidssl.training.batch_frames import JPEG, PLANES, RGB, frames_batch, padded, planes_rgb
+from vidssl.training.device_augment import (
+    DeferredAugment,
+    DeferredBatch,
+    SourceImage,
+    collate,
+    frames_for,
+    render_views,
+    resolve,
+    source_images,
+)
 from vidssl.training.methods import get as get_method
 from vidssl.training.samples import TrainingSamples, read_tracks
 from vidssl.video.chunk_store import ChunkStore
@@ -190,16 +201,63 @@ def test_jpeg_bytes_are_decoded_into_the_batch_or_left_to_the_device():
     encoded = [{"x": deferred(SourceImage.of_jpeg(b), None, np.random.default_rng(i))[0]} for i, b in enumerate(blobs)]
     decoded = [{"x": deferred(cv2.imdecode(b, cv2.IMREAD_COLOR), None, np.random.default_rng(i))[0]}
                for i, b in enumerate(blobs)]
-    kept, here, pixels = collate(encoded, jpegs_on_device=True)["x"], collate(encoded)["x"], collate(decoded)["x"]
+    kept, here, pixels = collate(encoded, form=JPEG)["x"], collate(encoded)["x"], collate(decoded)["x"]
     assert kept.pixels is None and len(kept.jpegs) == 3
-    assert here.jpegs is None and torch.equal(here.pixels, pixels.pixels)  # decoded into the batch: OpenCV's pixels
-    for slot, image in zip(here.pixels, images):  # each padded right and down by its last column and row
+    assert here.jpegs is None and pixels.form == RGB
+    assert torch.equal(source_images(here), source_images(pixels))  # decoded into the batch: OpenCV's pixels
+    for slot, image in zip(source_images(here), images):  # each padded right and down by its last column and row
         h, w = image.shape[:2]
-        assert torch.equal(slot[h:], slot[h - 1:h].expand_as(slot[h:]))
-        assert torch.equal(slot[:h, w:], slot[:h, w - 1:w].expand_as(slot[:h, w:]))
+        assert torch.equal(slot[:, h:], slot[:, h - 1:h].expand_as(slot[:, h:]))
+        assert torch.equal(slot[:, :h, w:], slot[:, :h, w - 1:w].expand_as(slot[:, :h, w:]))
     assert torch.equal(render_views({"x": here})["x"], render_views({"x": pixels})["x"])
     diff = (render_views({"x": kept})["x"] - render_views({"x": here})["x"]).abs()
     assert diff.max() < 0.05  # two JPEG decoders (torchvision's, libjpeg-turbo's through simplejpeg) of the same bytes
+
+
+needs_turbojpeg = pytest.mark.skipif(not decodes_to_planes((16, 16, "YCbCr", "420")),
+                                     reason="libjpeg-turbo's TurboJPEG library (Debian: libturbojpeg0) is missing")
+
+
+def encoded(image: np.ndarray, *flags) -> torch.Tensor:
+    return torch.from_numpy(cv2.imencode(".jpg", image, list(flags))[1].ravel())
+
+
+@needs_turbojpeg
+def test_frames_sent_as_ycbcr_planes_are_libjpeg_turbos_rgb_pixels_on_the_device():
+    """Every frame size parity, the narrowest width libjpeg upsamples this way, tall and thin frames, each encoder
+    option that changes the stream: the planes converted on the device give libjpeg-turbo's RGB decode exactly, the
+    padding included, in half the bytes."""
+    sizes = [(256, 341), (255, 340), (97, 131), (37, 9), (17, 6), (5, 5), (8, 8), (200, 7), (6, 300)]
+    options = {"q30": (cv2.IMWRITE_JPEG_QUALITY, 30), "q95": (cv2.IMWRITE_JPEG_QUALITY, 95),
+               "progressive": (cv2.IMWRITE_JPEG_PROGRESSIVE, 1), "optimised": (cv2.IMWRITE_JPEG_OPTIMIZE, 1),
+               "restarts": (cv2.IMWRITE_JPEG_RST_INTERVAL, 2)}
+    for name, flags in options.items():
+        sources = [encoded(np.ascontiguousarray(natural(max(h, 32), max(w, 32), i, noise=30.0)[:h, :w]), *flags)
+                   for i, (h, w) in enumerate(sizes)]
+        frames, form, got = frames_batch(sources)
+        assert form == PLANES and got.tolist() == [list(s) for s in sizes], name
+        rgb = padded(sources, sizes)
+        assert frames.shape == (len(sizes), 256 * 342 * 3 // 2), name  # Y at even sizes, Cb and Cr a quarter each
+        assert torch.equal(planes_rgb(frames, got), rgb.permute(0, 3, 1, 2).float()), name
+
+
+@needs_turbojpeg
+def test_a_batch_goes_as_rgb_where_a_frame_cannot_go_as_planes(monkeypatch):
+    image, ok = natural(40, 56, 0), natural(40, 56, 1)
+    factors = {name: getattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR_" + name) for name in ("411", "422", "444")}
+    others = {name: encoded(image, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor) for name, factor in factors.items()}
+    others |= {"grey": encoded(np.ascontiguousarray(image[..., 0])), "pixels": torch.from_numpy(image),
+               "4 wide": encoded(np.ascontiguousarray(image[:, :4]))}
+    for name, other in others.items():
+        sources = [encoded(ok), other]
+        frames, form, sizes = frames_batch(sources)
+        assert form == RGB and torch.equal(frames, padded(sources, sizes.tolist())), name
+    truncated = encoded(image)[:1000]  # its header reads as 4:2:0, its data does not decode
+    assert jpeg_header(truncated.numpy()) == (40, 56, "YCbCr", "420")
+    with pytest.raises(UserError, match="does not decode"):
+        frames_batch([encoded(ok), truncated])
+    monkeypatch.setattr(images, "_turbojpeg", lambda: None)  # where libturbojpeg is not installed
+    assert frames_batch([encoded(ok)])[1] == RGB
 
 
 def test_a_stored_frame_that_does_not_decode_is_a_user_error_on_the_device_path():
@@ -242,13 +300,13 @@ class JpegViews(torch.utils.data.Dataset):
         return {"x": self.deferred(source, None, np.random.default_rng(index))[0], "index": index}
 
 
-@pytest.mark.parametrize("jpegs_on_device", [False, True])
-def test_a_deferred_batch_from_a_worker_process_is_the_batch_made_here(jpegs_on_device):
+@pytest.mark.parametrize("form", [RGB, PLANES, JPEG])
+def test_a_deferred_batch_from_a_worker_process_is_the_batch_made_here(form):
     """Pixels through shared memory, parameters and JPEG bytes by value: what the trainer gets from a DataLoader
     worker is what collating in its own process gives."""
     blobs = [cv2.imencode(".jpg", natural(40, 56, i))[1].ravel() for i in range(3)]
     views = JpegViews(blobs)
-    collate_fn = functools.partial(collate, jpegs_on_device=jpegs_on_device)
+    collate_fn = functools.partial(collate, form=form)
     loader = torch.utils.data.DataLoader(views, batch_size=4, num_workers=1, collate_fn=collate_fn)
     batches = list(loader)
     assert len(batches) == 2
@@ -257,11 +315,13 @@ def test_a_deferred_batch_from_a_worker_process_is_the_batch_made_here(jpegs_on_
         assert torch.equal(batch["index"], here["index"])
         assert batch["x"].params.keys() == here["x"].params.keys()
         assert all(torch.equal(batch["x"].params[k], here["x"].params[k]) for k in here["x"].params)
-        if jpegs_on_device:
+        if form == JPEG:
             assert batch["x"].pixels is None
             assert all(torch.equal(a, b) for a, b in zip(batch["x"].jpegs, here["x"].jpegs))
         else:
             assert batch["x"].pixels.is_shared() and torch.equal(batch["x"].pixels, here["x"].pixels)
+            assert batch["x"].form == here["x"].form and torch.equal(batch["x"].sizes, here["x"].sizes)
+            assert batch["x"].form == form or form == PLANES and not decodes_to_planes((40, 56, "YCbCr", "420"))
         assert torch.equal(render_views(batch)["x"], render_views(here)["x"])
 
 
@@ -291,6 +351,8 @@ def test_auto_is_the_device_on_cuda_and_the_measured_choice_on_a_cpu():
     assert resolve("auto", torch.device("cuda", 0)) == "device"
     assert resolve("auto", torch.device("cpu")) in ("device", "workers")
     assert resolve("workers", torch.device("cuda", 0)) == "workers" and resolve("device", torch.device("cpu")) == "device"
+    assert frames_for(torch.device("cpu")) == RGB  # a CPU converts YCbCr planes far slower than libjpeg-turbo
+    assert frames_for(torch.device("mps")) == PLANES  # a GPU that does not decode JPEGs (CUDA with nvJPEG: JPEG)
 
 
 def test_a_training_run_renders_its_views_on_the_device(data, tmp_path):  # noqa: F811

@@ -1,8 +1,13 @@
-"""Images: the suffixes every stage reads as images, the one reader they share, the one decoder of stored JPEG frames,
-and the ImageNet channel statistics every network input is normalised with (RGB, in [0, 1])."""
+"""Images: the suffixes every stage reads as images, the one reader they share, the one decoder of stored JPEG frames
+(to pixels, or to the YCbCr planes of a 4:2:0 JPEG), and the ImageNet channel statistics every network input is
+normalised with (RGB, in [0, 1])."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -44,9 +49,74 @@ def decode_jpeg(blob: np.ndarray, *, rgb: bool = False, out: np.ndarray | None =
     return image
 
 
-def jpeg_shape(blob: np.ndarray) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's header; None when it cannot be read."""
+def jpeg_header(blob: np.ndarray) -> tuple[int, int, str, str] | None:
+    """(height, width, colour space, subsampling) from a JPEG's header, e.g. (256, 341, "YCbCr", "420"); None when it
+    cannot be read."""
     try:
-        return simplejpeg.decode_jpeg_header(blob)[:2]
+        return simplejpeg.decode_jpeg_header(blob)
     except ValueError:
         return None
+
+
+def jpeg_shape(blob: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's header; None when it cannot be read."""
+    header = jpeg_header(blob)
+    return None if header is None else header[:2]
+
+
+def decodes_to_planes(header: tuple[int, int, str, str] | None) -> bool:
+    """Whether `decode_jpegs_to_planes` decodes a JPEG with this header: libjpeg-turbo's TurboJPEG library is here,
+    and the JPEG is YCbCr 4:2:0 wide enough (5 pixels) for libjpeg's fancy upsampling, which
+    vidssl.training.batch_frames.planes_rgb repeats."""
+    return header is not None and header[2:] == ("YCbCr", "420") and header[1] > 4 and _turbojpeg() is not None
+
+
+def decode_jpegs_to_planes(blobs: list[np.ndarray], luma: np.ndarray, chroma: np.ndarray) -> bool:
+    """Decode YCbCr 4:2:0 JPEGs (`decodes_to_planes`) to their planes as stored, without upsampling or colour
+    conversion (half the bytes of RGB, and less work): JPEG i's Y into luma[i] (N x H x W uint8, H and W even) and its
+    Cb and Cr into chroma[i] (N x 2 x H/2 x W/2), each at the top left, rows of unit stride. False where one is too
+    large or does not decode cleanly (libjpeg's warnings included, as `decode_jpeg` refuses them)."""
+    lib = _turbojpeg()
+    n, height, width = luma.shape
+    if (lib is None or luma.dtype != np.uint8 or chroma.dtype != np.uint8 or height % 2 or width % 2
+            or chroma.shape != (n, 2, height // 2, width // 2) or luma.strides[2] != 1 or chroma.strides[3] != 1):
+        return False
+    handle, strides = _handle(os.getpid()), (ctypes.c_int * 3)(luma.strides[1], chroma.strides[2], chroma.strides[2])
+    y, c = luma.ctypes.data, chroma.ctypes.data
+    for i, blob in enumerate(blobs):
+        header = jpeg_header(blob)
+        if not decodes_to_planes(header) or header[0] > height or header[1] > width:
+            return False
+        cb = c + i * chroma.strides[0]
+        planes = (ctypes.c_void_p * 3)(y + i * luma.strides[0], cb, cb + chroma.strides[1])
+        blob = np.ascontiguousarray(blob)
+        if lib.tjDecompressToYUVPlanes(handle, blob.ctypes.data, blob.size, planes, header[1], strides, header[0], 0):
+            return False
+    return True
+
+
+@functools.cache
+def _turbojpeg() -> ctypes.CDLL | None:
+    """libjpeg-turbo's TurboJPEG library (Debian: libturbojpeg0; conda-forge: libjpeg-turbo), or None: its 2.x API,
+    which 3.x keeps."""
+    names = (ctypes.util.find_library("turbojpeg"), "libturbojpeg.so.0", os.path.join(sys.prefix, "lib",
+                                                                                      "libturbojpeg.so.0"))
+    for name in filter(None, names):
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        return None
+    lib.tjInitDecompress.restype = ctypes.c_void_p
+    lib.tjDecompressToYUVPlanes.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong,
+                                            ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                            ctypes.c_int, ctypes.c_int]
+    return lib
+
+
+@functools.cache
+def _handle(pid: int) -> int:
+    """A decompressor for this process (a DataLoader worker makes its own)."""
+    return _turbojpeg().tjInitDecompress()

@@ -4,8 +4,9 @@ The data workers read and decode only: `DeferredAugment` takes every random choi
 vidssl.training.augment.MocoV2Augment.draw (the same generator, the same order: both paths draw identical parameters)
 and moves the tracked box there, but returns a `DeferredView` (the frame's JPEG bytes, read with its header only, and
 the parameters) in place of pixels. `collate` gathers a batch's deferred views into `DeferredBatch`es (one per key:
-each frame once, decoded into the batch's memory and padded by its edge pixels to one size, or its bytes where the
-device decodes them; the parameters as tensors), which travel to the device like tensors; `render_views` then turns
+each frame once, in the form the device renders cheapest, `frames_for`: decoded into the batch's memory as YCbCr planes
+for a GPU or RGB for a CPU (vidssl.training.batch_frames), or its bytes where the device decodes them; the parameters
+as tensors), which travel to the device like tensors; `render_views` then turns
 each into its images: crop, resize and flip as one `torchvision.ops.roi_align` over the batch (bilinear; on a
 shrinking crop it averages ceil(scale)^2 samples per pixel where OpenCV's INTER_AREA averages the exact area), the
 jitter steps in each sample's order, grayscale, each sample's blur in one grouped convolution, and the ImageNet
@@ -13,7 +14,6 @@ normalisation.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,9 +28,9 @@ from torch.utils.data._utils.collate import default_collate_fn_map
 from vidssl.core.errors import UserError
 from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg, jpeg_shape
 from vidssl.training.augment import LUMA, AugmentParams, MocoV2Augment, kept_box, move_box
+from vidssl.training.batch_frames import JPEG, PLANES, RGB, UNDECODABLE, frames_batch, planes_rgb
 
 AUGMENT_ON = ("auto", "device", "workers")
-UNDECODABLE = "a stored frame's JPEG does not decode"
 CPU_CHOICE = "workers"  # what `auto` means without CUDA: the faster path on a CPU in `make bench` (bench_augment.py)
 
 
@@ -116,16 +116,21 @@ def stack_views(views: list) -> torch.Tensor | DeferredGroup:
 
 
 class DeferredBatch:
-    """A batch's deferred views of one key: `pixels` (N x H x W x 3 uint8 RGB) or `jpegs` (N byte tensors), the
-    parameters as tensors (one row per view), and the leading shape of the rendered result. `to` moves the images; the
-    parameters stay on the host, where they choose which views each step takes without waiting on the device."""
+    """A batch's deferred views of one key: `pixels`, its frames as vidssl.training.batch_frames makes them (`form`
+    RGB: N x H x W x 3 uint8; PLANES: the frames' YCbCr 4:2:0 planes) with each frame's (height, width) in `sizes`,
+    or `jpegs` (N byte tensors); the parameters as tensors (one row per view), and the leading shape of the rendered
+    result. `to` moves the frames; the parameters stay on the host, where they choose which views each step takes
+    without waiting on the device."""
 
-    def __init__(self, pixels, jpegs, params: dict, lead: tuple, size: int, blur_kernel: int, device="cpu"):
+    def __init__(self, pixels, jpegs, params: dict, lead: tuple, size: int, blur_kernel: int, device="cpu",
+                 form: str = RGB, sizes: torch.Tensor | None = None):
         self.pixels, self.jpegs, self.params, self.lead = pixels, jpegs, params, lead
         self.size, self.blur_kernel, self.device = size, blur_kernel, torch.device(device)
+        self.form, self.sizes = form, sizes
 
     def moved(self, pixels, device) -> DeferredBatch:
-        return DeferredBatch(pixels, self.jpegs, self.params, self.lead, self.size, self.blur_kernel, device)
+        return DeferredBatch(pixels, self.jpegs, self.params, self.lead, self.size, self.blur_kernel, device,
+                             self.form, self.sizes)
 
     def to(self, device, non_blocking: bool = False) -> DeferredBatch:
         return self.moved(None if self.pixels is None else self.pixels.to(device, non_blocking=non_blocking), device)
@@ -134,28 +139,34 @@ class DeferredBatch:
         return self.moved(None if self.pixels is None else self.pixels.pin_memory(), self.device)
 
     def __getstate__(self) -> dict:
-        """From a DataLoader worker, the parameters and JPEG bytes travel by value in the message (a shared-memory
-        file for each small tensor cost the worker more than decoding); the pixels in the shared memory they are in."""
+        """From a DataLoader worker, the parameters, sizes and JPEG bytes travel by value in the message (a
+        shared-memory file for each small tensor cost the worker more than decoding); the pixels in the shared memory
+        they are in."""
         return {**self.__dict__, "params": {k: v.numpy() for k, v in self.params.items()},
+                "sizes": None if self.sizes is None else self.sizes.numpy(),
                 "jpegs": None if self.jpegs is None else [j.numpy() for j in self.jpegs]}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, params={k: torch.from_numpy(v) for k, v in state["params"].items()},
+                             sizes=None if state["sizes"] is None else torch.from_numpy(state["sizes"]),
                              jpegs=None if state["jpegs"] is None else [torch.from_numpy(j) for j in state["jpegs"]])
 
 
-def batch_of(views: list[DeferredView], lead: tuple, decode: bool) -> DeferredBatch:
-    """The deferred views of one key, each distinct source once: JPEGs decoded here when `decode`, else kept for the
-    device to decode."""
+def batch_of(views: list[DeferredView], lead: tuple, form: str) -> DeferredBatch:
+    """The deferred views of one key, each distinct source once, its frames in `form` (vidssl.training.batch_frames):
+    JPEG keeps the bytes for the device to decode (where every source is a JPEG), PLANES and RGB decode them here
+    (PLANES where every frame allows, else RGB)."""
     sources, slots = [], {}
     for view in views:
         slots.setdefault(id(view.source), len(sources))
         if len(sources) < len(slots):
             sources.append(view.source)
-    keep = not decode and all(s.dim() == 1 for s in sources)
     params = view_params(views, [slots[id(view.source)] for view in views])
-    return DeferredBatch(None if keep else padded(sources), sources if keep else None, params, lead,
-                         views[0].size, views[0].blur_kernel)
+    first = views[0]
+    if form == JPEG and all(s.dim() == 1 for s in sources):
+        return DeferredBatch(None, sources, params, lead, first.size, first.blur_kernel)
+    frames, made, sizes = frames_batch(sources, planes=form != RGB)
+    return DeferredBatch(frames, None, params, lead, first.size, first.blur_kernel, form=made, sizes=sizes)
 
 
 def view_params(views: list[DeferredView], slots: list[int]) -> dict:
@@ -170,50 +181,22 @@ def view_params(views: list[DeferredView], slots: list[int]) -> dict:
             "image": torch.tensor(slots)}
 
 
-def padded(sources: list[torch.Tensor]) -> torch.Tensor:
-    """Sources (JPEG bytes, or H x W x 3 uint8 RGB pixels) as one N x H x W x 3 uint8 RGB tensor, each padded right and
-    down with its last column and row, so that bilinear sampling at its edge reads what it reads on the image alone.
-    A JPEG of the batch's size is decoded straight into its slot. In a DataLoader worker the tensor is made in shared
-    memory, as torch's default_collate makes its batches: sending it then copies nothing."""
-    sizes = [tuple(s.shape[:2]) if s.dim() == 3 else jpeg_shape(s.numpy()) for s in sources]
-    height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
-    shape = (len(sources), height, width, 3)
-    if torch.utils.data.get_worker_info() is None:
-        out = torch.empty(shape, dtype=torch.uint8)
-    else:
-        out = torch.empty(0, dtype=torch.uint8).new(torch.UntypedStorage._new_shared(math.prod(shape))).view(shape)
-        out.zero_()  # pages faulted in one sweep, not as the decoder reaches them: 1.22 against 1.29 ms a sample here
-    for slot, source, (h, w) in zip(out, sources, sizes):
-        whole = (h, w) == (height, width)
-        into = slot.numpy() if whole else None
-        image = source if source.dim() == 3 else decode_jpeg(source.numpy(), rgb=True, out=into)
-        if image is None:
-            raise UserError(UNDECODABLE)
-        if source.dim() == 3 or not whole:
-            slot[:h, :w] = torch.as_tensor(image)
-        if not whole:
-            slot[:h, w:] = slot[:h, w - 1:w]
-            slot[h:] = slot[h - 1:h]
-    return out
+def _collate_views(batch, *, collate_fn_map=None, form: str = RGB) -> DeferredBatch:
+    return batch_of(list(batch), (len(batch),), form)
 
 
-def _collate_views(batch, *, collate_fn_map=None, decode: bool = True) -> DeferredBatch:
-    return batch_of(list(batch), (len(batch),), decode)
+def _collate_groups(batch, *, collate_fn_map=None, form: str = RGB) -> DeferredBatch:
+    return batch_of([view for group in batch for view in group.views], (len(batch), len(batch[0].views)), form)
 
 
-def _collate_groups(batch, *, collate_fn_map=None, decode: bool = True) -> DeferredBatch:
-    return batch_of([view for group in batch for view in group.views], (len(batch), len(batch[0].views)), decode)
+COLLATE_MAPS = {form: {**default_collate_fn_map, DeferredView: partial(_collate_views, form=form),
+                       DeferredGroup: partial(_collate_groups, form=form)} for form in (RGB, PLANES, JPEG)}
 
 
-COLLATE_FN_MAP = {**default_collate_fn_map, DeferredView: _collate_views, DeferredGroup: _collate_groups}
-DEVICE_DECODES = {**COLLATE_FN_MAP, DeferredView: partial(_collate_views, decode=False),
-                  DeferredGroup: partial(_collate_groups, decode=False)}
-
-
-def collate(samples: list[dict], jpegs_on_device: bool = False):
-    """torch's default_collate, which also gathers deferred views (and groups of them) into DeferredBatches: their
-    JPEGs decoded here, or with `jpegs_on_device` left for the device to decode."""
-    return torch_collate(samples, collate_fn_map=DEVICE_DECODES if jpegs_on_device else COLLATE_FN_MAP)
+def collate(samples: list[dict], form: str = RGB):
+    """torch's default_collate, which also gathers deferred views (and groups of them) into DeferredBatches, their
+    frames in `form` (`frames_for` the device that renders them)."""
+    return torch_collate(samples, collate_fn_map=COLLATE_MAPS[form])
 
 
 def render_views(batch: dict) -> dict:
@@ -238,6 +221,8 @@ def render(batch: DeferredBatch) -> torch.Tensor:
 
 def source_images(batch: DeferredBatch) -> torch.Tensor:
     """The batch's images as N x 3 x H x W float RGB in [0, 255] on its device (JPEGs decoded there, in one call)."""
+    if batch.form == PLANES:
+        return planes_rgb(batch.pixels.to(batch.device), batch.sizes)
     if batch.pixels is not None:
         return batch.pixels.to(batch.device).permute(0, 3, 1, 2).float()
     images = torchvision.io.decode_jpeg(batch.jpegs, mode=torchvision.io.ImageReadMode.RGB, device=batch.device)
@@ -329,6 +314,13 @@ def resolve(augment_on: str, device: torch.device) -> str:
     if augment_on != "auto":
         return augment_on
     return "device" if device.type == "cuda" else CPU_CHOICE
+
+
+def frames_for(device: torch.device) -> str:
+    """The form a batch's frames are cheapest in for `device` to render: the JPEG bytes where it decodes them (nvJPEG),
+    RGB pixels on a CPU (which converts YCbCr planes far slower than libjpeg-turbo), else the YCbCr 4:2:0 planes
+    (half the bytes, less decoding in the workers: `make bench`)."""
+    return JPEG if decodes_jpeg(device) else RGB if device.type == "cpu" else PLANES
 
 
 def decodes_jpeg(device: torch.device) -> bool:

@@ -18,7 +18,8 @@ from vidssl.contracts import BOX_A, BOX_B, FRAME_PAIRS, PAIR_KEY, TRACK_PAIRS
 from vidssl.core.errors import UserError
 from vidssl.core.images import read_image
 from vidssl.training.augment import Crops, MocoV2Augment
-from vidssl.training.device_augment import UNDECODABLE, DeferredAugment, SourceImage, stack_views
+from vidssl.training.batch_frames import UNDECODABLE
+from vidssl.training.device_augment import DeferredAugment, SourceImage, stack_views
 from vidssl.training.methods import Method, view_module
 from vidssl.video.chunk_store import ChunkStore
 

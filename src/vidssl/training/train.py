@@ -36,7 +36,8 @@ from vidssl.datasets.labelled import list_labelled
 from vidssl.models.backbone import export_backbone
 from vidssl.training import distributed
 from vidssl.training.augment import Crops
-from vidssl.training.device_augment import collate, decodes_jpeg, render_views, resolve
+from vidssl.training.batch_frames import JPEG, RGB
+from vidssl.training.device_augment import collate, frames_for, render_views, resolve
 from vidssl.training.fingerprint import describe, differences, run_identity, weight_settings
 from vidssl.training.knn_monitor import KnnMonitor
 from vidssl.training.methods import INPUTS, Method, build_objective, check_inputs, get, with_objective_optimiser
@@ -102,7 +103,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     out: Path
     identity: dict  # what the run is made from (vidssl.training.fingerprint): a resume copy must match it
-    jpegs_on_device: bool = False  # device augmentation on a device that decodes the JPEGs (nvJPEG)
+    frames: str = RGB  # the form of the device path's frames: what the device renders cheapest (frames_for)
     stepper: torch.nn.Module | None = None  # the model, wrapped by DistributedDataParallel under torchrun
     start: int = 0
     history: list[dict] = field(default_factory=list)
@@ -127,6 +128,11 @@ class Run:
     @property
     def columns(self) -> list[str]:
         return CSV_FIELDS + list(self.model.monitor_columns)
+
+    @property
+    def collate(self) -> Callable[[list[dict]], dict]:
+        """The loader's collate_fn: the device path's frames in this run's form."""
+        return functools.partial(collate, form=self.frames)
 
     @property
     def resume_path(self) -> Path:
@@ -156,7 +162,7 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
     seed = int(cfg["seed"])
     size = cfg["model"]["image_size"]
     where = resolve(cfg["train"]["augment_on"], device)  # where the views' pixels are made
-    jpegs = where == "device" and decodes_jpeg(device)
+    frames = frames_for(device) if where == "device" else RGB
     data = TrainingSamples.from_files(method, files, items, image_size=size, seed=seed,
                                       crops=Crops.of(size, cfg.get("objective") if method.config_section else None),
                                       augment_on=where)
@@ -166,11 +172,11 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.trainable(), cfg["train"])
     settings = weight_settings(cfg)
-    settings["train"]["augment_on"] = where + " (JPEGs decoded there)" * jpegs  # as `auto` resolved on this device
+    settings["train"]["augment_on"] = where + " (JPEGs decoded there)" * (frames == JPEG)  # as `auto` resolved on this device
     identity = run_identity(method.name, settings, {key: files[key] for key in method.inputs}, labelled,
                             items)
     return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir), identity=identity,
-               jpegs_on_device=jpegs)
+               frames=frames)
 
 
 def resume(run: Run, log: logging.Logger) -> None:
@@ -227,7 +233,7 @@ def monitor_draw(run: Run, step: int) -> Callable[[], dict]:
 
     def draw() -> dict:
         ids = rng.integers(0, len(run.data), run.batch)[distributed.rank() * per_rank:][:per_rank]
-        samples = collate(run.data.__getitems__(ids.tolist()), run.jpegs_on_device)
+        samples = run.collate(run.data.__getitems__(ids.tolist()))
         return render_views({k: v.to(run.device) for k, v in samples.items()})
 
     return draw
@@ -241,7 +247,7 @@ def train_steps(run: Run, last: int) -> None:
         run.data, batch_sampler=step_batches(run.start, run.steps, run.batch, distributed.rank(),
                                              distributed.world_size()),
         num_workers=int(t["workers"]), persistent_workers=int(t["workers"]) > 0, pin_memory=run.device.type == "cuda",
-        collate_fn=functools.partial(collate, jpegs_on_device=run.jpegs_on_device),
+        collate_fn=run.collate,
         generator=torch.Generator().manual_seed(seed))  # else creating the iterator draws from the global RNG
     knn = KnnMonitor(run.labelled, run.cfg["model"]["image_size"], seed, int(t["knn_samples"])) \
         if run.labelled and t["knn_every"] and distributed.is_main() else None
