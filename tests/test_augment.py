@@ -276,16 +276,20 @@ def test_a_stored_frame_that_does_not_decode_is_a_user_error_on_the_device_path(
     assert str(raised.value) == "a stored frame's JPEG does not decode"
 
 
-@pytest.mark.parametrize("augment_on", ["workers", "device"])
-def test_a_damaged_frame_in_a_chunk_store_is_one_line_on_either_path(data, tmp_path, augment_on):  # noqa: F811
+@pytest.mark.parametrize("augment_on, form", [("workers", RGB), ("device", RGB), ("device", PLANES), ("device", JPEG)])
+def test_a_damaged_frame_in_a_chunk_store_is_one_line_naming_it_on_every_path(data, tmp_path, augment_on, form):  # noqa: F811
+    """Decoded by a worker to pixels, RGB or planes, or by the device's decoder (torchvision's, on this CPU): the same
+    line, naming the store and the row."""
     shutil.copy(data / "chunks.h5", tmp_path / "chunks.h5")
     with h5py.File(tmp_path / "chunks.h5", "r+") as h5:
-        whole = h5["jpeg"][0]
-        h5["jpeg"][0] = whole[:len(whole) // 2]
+        row = len(h5["jpeg"]) // 2
+        whole = h5["jpeg"][row]
+        h5["jpeg"][row] = whole[:len(whole) // 2]
     samples = TrainingSamples(get_method("moco"), stores=[ChunkStore(tmp_path / "chunks.h5")], frame_pairs=None,
                               tracks=None, labelled=None, image_size=32, seed=0, augment_on=augment_on)
-    with pytest.raises(UserError, match="does not decode"):
-        collate(samples.__getitems__(list(range(len(samples.units)))))
+    with pytest.raises(UserError) as raised:
+        render_views(collate(samples.__getitems__(list(range(len(samples.units)))), form=form))
+    assert str(raised.value) == f"{tmp_path / 'chunks.h5'}, row {row}: a stored frame's JPEG does not decode"
 
 
 class JpegViews(torch.utils.data.Dataset):
@@ -336,6 +340,9 @@ def test_local_crops_and_tracked_boxes_through_the_samples(data):  # noqa: F811
     deferred = collate(samples("device").__getitems__(indices))
     assert isinstance(deferred["x_local"], DeferredBatch) and deferred["x_local"].lead == (6, 3)
     device = render_views(deferred)
+    as_planes = collate(samples("device").__getitems__(indices), form=PLANES)  # a chunk store's frames, for a GPU
+    assert as_planes["x_local"].form == PLANES or not decodes_to_planes((16, 16, "YCbCr", "420"))
+    assert all(torch.equal(v, device[k]) for k, v in render_views(as_planes).items())
     assert device.keys() == worker.keys()
     for key, value in worker.items():
         assert device[key].shape == value.shape and device[key].dtype == value.dtype

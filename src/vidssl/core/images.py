@@ -8,6 +8,7 @@ import ctypes.util
 import functools
 import os
 import sys
+import threading
 
 import cv2
 import numpy as np
@@ -81,7 +82,8 @@ def decode_jpegs_to_planes(blobs: list[np.ndarray], luma: np.ndarray, chroma: np
     if (lib is None or luma.dtype != np.uint8 or chroma.dtype != np.uint8 or height % 2 or width % 2
             or chroma.shape != (n, 2, height // 2, width // 2) or luma.strides[2] != 1 or chroma.strides[3] != 1):
         return False
-    handle, strides = _handle(os.getpid()), (ctypes.c_int * 3)(luma.strides[1], chroma.strides[2], chroma.strides[2])
+    handle = _handle(os.getpid(), threading.get_ident())
+    strides = (ctypes.c_int * 3)(luma.strides[1], chroma.strides[2], chroma.strides[2])
     y, c = luma.ctypes.data, chroma.ctypes.data
     for i, blob in enumerate(blobs):
         header = jpeg_header(blob)
@@ -117,6 +119,7 @@ def _turbojpeg() -> ctypes.CDLL | None:
 
 
 @functools.cache
-def _handle(pid: int) -> int:
-    """A decompressor for this process (a DataLoader worker makes its own)."""
+def _handle(pid: int, thread: int) -> int:
+    """A decompressor for this thread of this process (a DataLoader worker makes its own): TurboJPEG's handles are
+    not to be shared between threads."""
     return _turbojpeg().tjInitDecompress()

@@ -24,16 +24,25 @@ ONE_HALF, SCALEBITS = 1 << 15, 16  # libjpeg's jdcolor.c fixed point: FIX(x) = r
 CR_R, CB_B, CR_G, CB_G = (round(x * (1 << SCALEBITS)) for x in (1.40200, 1.77200, 0.71414, 0.34414))
 
 
-def frames_batch(sources: list[torch.Tensor], planes: bool = True) -> tuple[torch.Tensor, str, torch.Tensor]:
+def undecodable(origin: str = "") -> str:
+    """The one line for a stored frame that does not decode, naming where it was read when known."""
+    return f"{origin}: {UNDECODABLE}" if origin else UNDECODABLE
+
+
+def frames_batch(sources: list[torch.Tensor], planes: bool = True,
+                 origins: list[str] | None = None) -> tuple[torch.Tensor, str, torch.Tensor]:
     """Sources (JPEG bytes as 1-D uint8 tensors, or H x W x 3 uint8 RGB pixels) as (frames, form, sizes): the frames
-    `planar` where asked and it can, else `padded`; sizes the (height, width) of each, an N x 2 int64 tensor."""
+    `planar` where asked and it can, else `padded`; sizes the (height, width) of each, an N x 2 int64 tensor. A frame
+    that does not decode is a UserError naming its origin (where it was read)."""
+    origins = origins or [""] * len(sources)
     headers = [None if s.dim() == 3 else jpeg_header(s.numpy()) for s in sources]
     sizes = [tuple(s.shape[:2]) if s.dim() == 3 else header and header[:2] for s, header in zip(sources, headers)]
     if None in sizes:
-        raise UserError(UNDECODABLE)
+        raise UserError(undecodable(origins[sizes.index(None)]))
     frames = planar(sources, sizes) if planes and all(decodes_to_planes(h) for h in headers) else None
     form = RGB if frames is None else PLANES
-    return padded(sources, sizes) if frames is None else frames, form, torch.tensor(sizes, dtype=torch.int64)
+    frames = padded(sources, sizes, origins) if frames is None else frames
+    return frames, form, torch.tensor(sizes, dtype=torch.int64)
 
 
 def batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
@@ -44,18 +53,18 @@ def batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
     return out.zero_()  # pages faulted in one sweep, not as the decoder reaches them: 1.22 against 1.29 ms a sample
 
 
-def padded(sources: list[torch.Tensor], sizes: list[tuple[int, int]]) -> torch.Tensor:
+def padded(sources: list[torch.Tensor], sizes: list[tuple[int, int]], origins: list[str] | None = None) -> torch.Tensor:
     """The sources as one N x H x W x 3 uint8 RGB tensor, each padded right and down with its last column and row, so
     that bilinear sampling at its edge reads what it reads on the image alone. A JPEG of the batch's size is decoded
     straight into its slot."""
     height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
     out = batch_buffer((len(sources), height, width, 3))
-    for slot, source, (h, w) in zip(out, sources, sizes):
+    for i, (slot, source, (h, w)) in enumerate(zip(out, sources, sizes)):
         whole = (h, w) == (height, width)
         into = slot.numpy() if whole else None
         image = source if source.dim() == 3 else decode_jpeg(source.numpy(), rgb=True, out=into)
         if image is None:
-            raise UserError(UNDECODABLE)
+            raise UserError(undecodable(origins[i] if origins else ""))
         if source.dim() == 3 or not whole:
             slot[:h, :w] = torch.as_tensor(image)
         if not whole:

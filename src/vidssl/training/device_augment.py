@@ -28,7 +28,7 @@ from torch.utils.data._utils.collate import default_collate_fn_map
 from vidssl.core.errors import UserError
 from vidssl.core.images import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg, jpeg_shape
 from vidssl.training.augment import LUMA, AugmentParams, MocoV2Augment, kept_box, move_box
-from vidssl.training.batch_frames import JPEG, PLANES, RGB, UNDECODABLE, frames_batch, planes_rgb
+from vidssl.training.batch_frames import JPEG, PLANES, RGB, frames_batch, planes_rgb, undecodable
 
 AUGMENT_ON = ("auto", "device", "workers")
 CPU_CHOICE = "workers"  # what `auto` means without CUDA: the faster path on a CPU in `make bench` (bench_augment.py)
@@ -36,30 +36,31 @@ CPU_CHOICE = "workers"  # what `auto` means without CUDA: the faster path on a C
 
 class SourceImage:
     """A stored frame as a device-mode worker holds it: its JPEG bytes (a 1-D uint8 tensor), decoded when the batch is
-    collated (into the batch's own memory) or on the device, or RGB uint8 pixels (an H x W x 3 tensor); slicing it
-    (`image[y1:y2, x1:x2]`) gives the region of the same source, so that a local crop drawn inside a region still sends
-    the whole frame once."""
+    collated (into the batch's own memory) or on the device, or RGB uint8 pixels (an H x W x 3 tensor), and where it
+    was read (`origin`, which an error names); slicing it (`image[y1:y2, x1:x2]`) gives the region of the same source,
+    so that a local crop drawn inside a region still sends the whole frame once."""
 
-    def __init__(self, data: torch.Tensor, height: int, width: int, top: int = 0, left: int = 0):
+    def __init__(self, data: torch.Tensor, height: int, width: int, top: int = 0, left: int = 0, origin: str = ""):
         self.data, self.height, self.width, self.top, self.left = data, height, width, top, left
+        self.origin = origin
 
     @classmethod
-    def of(cls, image) -> SourceImage:
+    def of(cls, image, origin: str = "") -> SourceImage:
         """A SourceImage of one, or of OpenCV's BGR uint8 pixels (H x W x 3)."""
         if isinstance(image, SourceImage):
             return image
-        return cls(torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), *image.shape[:2])
+        return cls(torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), *image.shape[:2], origin=origin)
 
     @classmethod
-    def of_jpeg(cls, blob: np.ndarray) -> SourceImage:
+    def of_jpeg(cls, blob: np.ndarray, origin: str = "") -> SourceImage:
         """The JPEG's bytes, its size read from its header; decoded here when the header cannot be read."""
         size = jpeg_shape(blob)
         if size is not None:
-            return cls(torch.from_numpy(blob), *size)
+            return cls(torch.from_numpy(blob), *size, origin=origin)
         image = decode_jpeg(blob)
         if image is None:
-            raise UserError(UNDECODABLE)
-        return cls.of(image)
+            raise UserError(undecodable(origin))
+        return cls.of(image, origin)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -67,7 +68,7 @@ class SourceImage:
 
     def __getitem__(self, region) -> SourceImage:
         (y1, y2, _), (x1, x2, _) = (part.indices(n) for part, n in zip(region, (self.height, self.width)))
-        return SourceImage(self.data, y2 - y1, x2 - x1, self.top + y1, self.left + x1)
+        return SourceImage(self.data, y2 - y1, x2 - x1, self.top + y1, self.left + x1, self.origin)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class DeferredView:
     size: int
     blur_kernel: int
     params: AugmentParams
+    origin: str = ""  # where the source was read
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -106,7 +108,7 @@ class DeferredAugment:
         box, kept = kept_box(move_box(box, source.width, source.height, params.window, params.flip, size), size)
         top, left, h, w = params.window
         view = DeferredView(source.data, (top + source.top, left + source.left, h, w), size, self.augment.blur_kernel,
-                            params)
+                            params, source.origin)
         return view, box, kept
 
 
@@ -123,14 +125,14 @@ class DeferredBatch:
     without waiting on the device."""
 
     def __init__(self, pixels, jpegs, params: dict, lead: tuple, size: int, blur_kernel: int, device="cpu",
-                 form: str = RGB, sizes: torch.Tensor | None = None):
+                 form: str = RGB, sizes: torch.Tensor | None = None, origins: list[str] | None = None):
         self.pixels, self.jpegs, self.params, self.lead = pixels, jpegs, params, lead
         self.size, self.blur_kernel, self.device = size, blur_kernel, torch.device(device)
-        self.form, self.sizes = form, sizes
+        self.form, self.sizes, self.origins = form, sizes, origins  # origins: where each JPEG was read
 
     def moved(self, pixels, device) -> DeferredBatch:
         return DeferredBatch(pixels, self.jpegs, self.params, self.lead, self.size, self.blur_kernel, device,
-                             self.form, self.sizes)
+                             self.form, self.sizes, self.origins)
 
     def to(self, device, non_blocking: bool = False) -> DeferredBatch:
         return self.moved(None if self.pixels is None else self.pixels.to(device, non_blocking=non_blocking), device)
@@ -156,16 +158,16 @@ def batch_of(views: list[DeferredView], lead: tuple, form: str) -> DeferredBatch
     """The deferred views of one key, each distinct source once, its frames in `form` (vidssl.training.batch_frames):
     JPEG keeps the bytes for the device to decode (where every source is a JPEG), PLANES and RGB decode them here
     (PLANES where every frame allows, else RGB)."""
-    sources, slots = [], {}
+    sources, origins, slots = [], [], {}
     for view in views:
         slots.setdefault(id(view.source), len(sources))
         if len(sources) < len(slots):
-            sources.append(view.source)
+            sources.append(view.source), origins.append(view.origin)
     params = view_params(views, [slots[id(view.source)] for view in views])
     first = views[0]
     if form == JPEG and all(s.dim() == 1 for s in sources):
-        return DeferredBatch(None, sources, params, lead, first.size, first.blur_kernel)
-    frames, made, sizes = frames_batch(sources, planes=form != RGB)
+        return DeferredBatch(None, sources, params, lead, first.size, first.blur_kernel, origins=origins)
+    frames, made, sizes = frames_batch(sources, planes=form != RGB, origins=origins)
     return DeferredBatch(frames, None, params, lead, first.size, first.blur_kernel, form=made, sizes=sizes)
 
 
@@ -225,7 +227,11 @@ def source_images(batch: DeferredBatch) -> torch.Tensor:
         return planes_rgb(batch.pixels.to(batch.device), batch.sizes)
     if batch.pixels is not None:
         return batch.pixels.to(batch.device).permute(0, 3, 1, 2).float()
-    images = torchvision.io.decode_jpeg(batch.jpegs, mode=torchvision.io.ImageReadMode.RGB, device=batch.device)
+    try:
+        images = torchvision.io.decode_jpeg(batch.jpegs, mode=torchvision.io.ImageReadMode.RGB, device=batch.device)
+    except RuntimeError:  # a JPEG the device's decoder refuses: the workers' decoder takes the batch or names the frame
+        frames = frames_batch(batch.jpegs, planes=False, origins=batch.origins)[0]
+        return frames.to(batch.device).permute(0, 3, 1, 2).float()
     height, width = max(i.shape[1] for i in images), max(i.shape[2] for i in images)
     return torch.cat([F.pad(i[None].float(), (0, width - i.shape[2], 0, height - i.shape[1]), mode="replicate")
                       for i in images])

@@ -18,7 +18,7 @@ from vidssl.contracts import BOX_A, BOX_B, FRAME_PAIRS, PAIR_KEY, TRACK_PAIRS
 from vidssl.core.errors import UserError
 from vidssl.core.images import read_image
 from vidssl.training.augment import Crops, MocoV2Augment
-from vidssl.training.batch_frames import UNDECODABLE
+from vidssl.training.batch_frames import undecodable
 from vidssl.training.device_augment import DeferredAugment, SourceImage, stack_views
 from vidssl.training.methods import Method, view_module
 from vidssl.video.chunk_store import ChunkStore
@@ -119,10 +119,12 @@ class TrainingSamples(torch.utils.data.Dataset):
         """Decoded frames; in device mode SourceImages of their JPEG bytes (decoded as the batch is collated, or on
         the device; a region of one sends the frame once)."""
         if self.deferred:
-            return [SourceImage.of_jpeg(blob) for blob in store.jpeg_rows(rows)]
+            blobs = store.jpeg_rows(rows)
+            return [SourceImage.of_jpeg(blob, f"{store.path}, row {row}") for row, blob in zip(rows, blobs)]
         images = store.read_rows(rows)
-        if any(image is None for image in images):
-            raise UserError(f"{store.path}: {UNDECODABLE}")
+        for row, image in zip(rows, images):
+            if image is None:
+                raise UserError(undecodable(f"{store.path}, row {row}"))
         return images
 
     def labelled_image(self, index: int) -> tuple[np.ndarray, int]:
