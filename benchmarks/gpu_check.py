@@ -118,9 +118,9 @@ def augment_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
     workers = max(1, min(14, (os.cpu_count() or 2) - 2)) if device.type == "cuda" else 0
     world, rows = bench_train.make_world(root / "augment_world"), []
     where = f"fti, {size['arch']} {size['image_size']} px from 128 px frames, batch {size['batch']}, {workers} workers"
-    forms = {"workers": None, "device": None}  # the device path's frames as the run chooses them: nvJPEG where it can
-    if device.type == "cuda":
-        forms |= {"device, workers decoding to YCbCr planes": PLANES, "device, nvJPEG decoding": JPEG}
+    forms = {"workers": None, "device": None}  # the device path's frames as the run chooses them (frames_for)
+    if device.type == "cuda":  # each form a GPU can be sent
+        forms = {"workers": None, "device, workers decoding to YCbCr planes": PLANES, "device, nvJPEG decoding": JPEG}
     for name, frames in forms.items():
         cfg = train_config(size, size["real_steps"], workers)
         cfg["train"]["augment_on"] = name.split(",")[0]

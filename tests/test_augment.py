@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torchvision
 from test_train import CFG, data, run  # noqa: F401  (the small chunks, pairs and tracks of the training tests)
 from torchvision.transforms import RandomResizedCrop
 
@@ -227,10 +228,9 @@ def test_frames_sent_as_ycbcr_planes_are_libjpeg_turbos_rgb_pixels_on_the_device
     """Every frame size parity, the narrowest width libjpeg upsamples this way, tall and thin frames, each encoder
     option that changes the stream: the planes converted on the device give libjpeg-turbo's RGB decode exactly, the
     padding included, in half the bytes."""
-    sizes = [(256, 341), (255, 340), (97, 131), (37, 9), (17, 6), (5, 5), (8, 8), (200, 7), (6, 300)]
+    sizes = [(256, 341), (255, 340), (97, 131), (37, 9), (17, 6), (5, 5), (8, 8), (200, 7), (6, 300), (1, 7), (2, 6)]
     options = {"q30": (cv2.IMWRITE_JPEG_QUALITY, 30), "q95": (cv2.IMWRITE_JPEG_QUALITY, 95),
-               "progressive": (cv2.IMWRITE_JPEG_PROGRESSIVE, 1), "optimised": (cv2.IMWRITE_JPEG_OPTIMIZE, 1),
-               "restarts": (cv2.IMWRITE_JPEG_RST_INTERVAL, 2)}
+               "optimised": (cv2.IMWRITE_JPEG_OPTIMIZE, 1), "restarts": (cv2.IMWRITE_JPEG_RST_INTERVAL, 2)}
     for name, flags in options.items():
         sources = [encoded(np.ascontiguousarray(natural(max(h, 32), max(w, 32), i, noise=30.0)[:h, :w]), *flags)
                    for i, (h, w) in enumerate(sizes)]
@@ -247,7 +247,9 @@ def test_a_batch_goes_as_rgb_where_a_frame_cannot_go_as_planes(monkeypatch):
     factors = {name: getattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR_" + name) for name in ("411", "422", "444")}
     others = {name: encoded(image, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor) for name, factor in factors.items()}
     others |= {"grey": encoded(np.ascontiguousarray(image[..., 0])), "pixels": torch.from_numpy(image),
-               "4 wide": encoded(np.ascontiguousarray(image[:, :4]))}
+               "4 wide": encoded(np.ascontiguousarray(image[:, :4])),
+               "progressive": encoded(image, cv2.IMWRITE_JPEG_PROGRESSIVE, 1)}  # not sequential: libjpeg-turbo 2.1
+    # and 3.x (simplejpeg's) decode a progressive JPEG cut short differently
     for name, other in others.items():
         sources = [encoded(ok), other]
         frames, form, sizes = frames_batch(sources)
@@ -258,6 +260,52 @@ def test_a_batch_goes_as_rgb_where_a_frame_cannot_go_as_planes(monkeypatch):
         frames_batch([encoded(ok), truncated])
     monkeypatch.setattr(images, "_turbojpeg", lambda: None)  # where libturbojpeg is not installed
     assert frames_batch([encoded(ok)])[1] == RGB
+
+
+def without_segment(blob: torch.Tensor, marker: int) -> torch.Tensor:
+    """A JPEG's bytes with every segment of `marker` (before the scan) removed."""
+    stream, out, i = blob.numpy().tobytes(), bytearray(b"\xff\xd8"), 2
+    while stream[i + 1] != 0xDA:
+        length = 2 + int.from_bytes(stream[i + 2:i + 4], "big")
+        if stream[i + 1] != marker:
+            out += stream[i:i + length]
+        i += length
+    return torch.frombuffer(bytearray(out + stream[i:]), dtype=torch.uint8)
+
+
+@needs_turbojpeg
+def test_a_frame_missing_its_tables_does_not_decode_with_the_frame_before_it():
+    """libjpeg keeps tables for the next image (abbreviated streams): a frame without quantisation tables decoded
+    after a whole one would take the whole one's. Every frame gets its own decompressor, so it is refused as RGB
+    refuses it."""
+    whole = encoded(natural(40, 56, 0))
+    damaged = without_segment(encoded(natural(40, 56, 1)), 0xDB)  # DQT
+    assert jpeg_header(damaged.numpy()) == (40, 56, "YCbCr", "420")
+    for sources in ([damaged], [whole, damaged], [whole, damaged, whole]):
+        with pytest.raises(UserError) as raised:
+            frames_batch(sources, origins=[f"frame {i}" for i in range(len(sources))])
+        position = next(i for i, source in enumerate(sources) if source is damaged)
+        assert str(raised.value) == f"frame {position}: a stored frame's JPEG does not decode"
+
+
+def test_a_jpeg_the_devices_decoder_refuses_is_decoded_as_the_workers_decode_it(monkeypatch):
+    """nvJPEG refuses some JPEGs libjpeg-turbo decodes; no GPU here, so the device's decoder is made to refuse. The
+    batch is then the RGB batch the workers would have sent; the GPU's own failures are not swallowed."""
+    blobs = [cv2.imencode(".jpg", natural(40, 56 + 8 * i, i))[1].ravel() for i in range(3)]
+    views = JpegViews(blobs)
+    samples = [views[i] for i in range(len(views))]
+    expected = render_views(collate(samples))["x"]
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("nvjpegDecode failed: NVJPEG_STATUS_BAD_JPEG")
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", refuse)
+    assert torch.equal(render_views(collate(samples, form=JPEG))["x"], expected)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        render_views(collate(samples, form=JPEG))
 
 
 def test_a_stored_frame_that_does_not_decode_is_a_user_error_on_the_device_path():
@@ -276,7 +324,8 @@ def test_a_stored_frame_that_does_not_decode_is_a_user_error_on_the_device_path(
     assert str(raised.value) == "a stored frame's JPEG does not decode"
 
 
-@pytest.mark.parametrize("augment_on, form", [("workers", RGB), ("device", RGB), ("device", PLANES), ("device", JPEG)])
+@pytest.mark.parametrize("augment_on, form", [("workers", RGB), ("device", RGB),
+                                              pytest.param("device", PLANES, marks=needs_turbojpeg), ("device", JPEG)])
 def test_a_damaged_frame_in_a_chunk_store_is_one_line_naming_it_on_every_path(data, tmp_path, augment_on, form):  # noqa: F811
     """Decoded by a worker to pixels, RGB or planes, or by the device's decoder (torchvision's, on this CPU): the same
     line, naming the store and the row."""

@@ -8,7 +8,6 @@ import ctypes.util
 import functools
 import os
 import sys
-import threading
 
 import cv2
 import numpy as np
@@ -76,25 +75,49 @@ def decode_jpegs_to_planes(blobs: list[np.ndarray], luma: np.ndarray, chroma: np
     """Decode YCbCr 4:2:0 JPEGs (`decodes_to_planes`) to their planes as stored, without upsampling or colour
     conversion (half the bytes of RGB, and less work): JPEG i's Y into luma[i] (N x H x W uint8, H and W even) and its
     Cb and Cr into chroma[i] (N x 2 x H/2 x W/2), each at the top left, rows of unit stride. False where one is too
-    large or does not decode cleanly (libjpeg's warnings included, as `decode_jpeg` refuses them)."""
+    large, not sequential (a progressive JPEG cut short decodes differently in libjpeg-turbo 2.1 and 3.x, whose RGB
+    decode the planes must match), or does not decode cleanly (libjpeg's warnings included, as `decode_jpeg` refuses
+    them). Each frame gets a fresh decompressor: libjpeg keeps tables from one image for the next (abbreviated
+    streams), so a frame missing its own would decode with its predecessor's."""
     lib = _turbojpeg()
     n, height, width = luma.shape
     if (lib is None or luma.dtype != np.uint8 or chroma.dtype != np.uint8 or height % 2 or width % 2
             or chroma.shape != (n, 2, height // 2, width // 2) or luma.strides[2] != 1 or chroma.strides[3] != 1):
         return False
-    handle = _handle(os.getpid(), threading.get_ident())
     strides = (ctypes.c_int * 3)(luma.strides[1], chroma.strides[2], chroma.strides[2])
     y, c = luma.ctypes.data, chroma.ctypes.data
     for i, blob in enumerate(blobs):
-        header = jpeg_header(blob)
-        if not decodes_to_planes(header) or header[0] > height or header[1] > width:
+        header, blob = jpeg_header(blob), np.ascontiguousarray(blob)
+        if not decodes_to_planes(header) or header[0] > height or header[1] > width or not _sequential(blob):
             return False
         cb = c + i * chroma.strides[0]
         planes = (ctypes.c_void_p * 3)(y + i * luma.strides[0], cb, cb + chroma.strides[1])
-        blob = np.ascontiguousarray(blob)
-        if lib.tjDecompressToYUVPlanes(handle, blob.ctypes.data, blob.size, planes, header[1], strides, header[0], 0):
+        handle = lib.tjInitDecompress()
+        if not handle:
             return False
+        try:
+            if lib.tjDecompressToYUVPlanes(handle, blob.ctypes.data, blob.size, planes, header[1], strides, header[0],
+                                           0):
+                return False
+        finally:
+            lib.tjDestroy(handle)
     return True
+
+
+def _sequential(blob: np.ndarray) -> bool:
+    """Whether a JPEG's frame is sequential (SOF0 baseline or SOF1 extended, Huffman-coded), from its markers."""
+    data, i = memoryview(blob), 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte
+            i += 1
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+            return marker in (0xC0, 0xC1)
+        elif marker in (0xD9, 0xDA):  # the image or its scan before a frame header
+            return False
+        else:
+            i += 2 + (data[i + 2] << 8 | data[i + 3])
+    return False
 
 
 @functools.cache
@@ -112,14 +135,8 @@ def _turbojpeg() -> ctypes.CDLL | None:
     else:
         return None
     lib.tjInitDecompress.restype = ctypes.c_void_p
+    lib.tjDestroy.argtypes = [ctypes.c_void_p]
     lib.tjDecompressToYUVPlanes.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong,
                                             ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.POINTER(ctypes.c_int),
                                             ctypes.c_int, ctypes.c_int]
     return lib
-
-
-@functools.cache
-def _handle(pid: int, thread: int) -> int:
-    """A decompressor for this thread of this process (a DataLoader worker makes its own): TurboJPEG's handles are
-    not to be shared between threads."""
-    return _turbojpeg().tjInitDecompress()

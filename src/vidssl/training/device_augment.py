@@ -120,9 +120,9 @@ def stack_views(views: list) -> torch.Tensor | DeferredGroup:
 class DeferredBatch:
     """A batch's deferred views of one key: `pixels`, its frames as vidssl.training.batch_frames makes them (`form`
     RGB: N x H x W x 3 uint8; PLANES: the frames' YCbCr 4:2:0 planes) with each frame's (height, width) in `sizes`,
-    or `jpegs` (N byte tensors); the parameters as tensors (one row per view), and the leading shape of the rendered
-    result. `to` moves the frames; the parameters stay on the host, where they choose which views each step takes
-    without waiting on the device."""
+    or `jpegs` (`form` JPEG: N byte tensors); the parameters as tensors (one row per view), and the leading shape of
+    the rendered result. `to` moves the frames; the parameters stay on the host, where they choose which views each
+    step takes without waiting on the device."""
 
     def __init__(self, pixels, jpegs, params: dict, lead: tuple, size: int, blur_kernel: int, device="cpu",
                  form: str = RGB, sizes: torch.Tensor | None = None, origins: list[str] | None = None):
@@ -166,7 +166,7 @@ def batch_of(views: list[DeferredView], lead: tuple, form: str) -> DeferredBatch
     params = view_params(views, [slots[id(view.source)] for view in views])
     first = views[0]
     if form == JPEG and all(s.dim() == 1 for s in sources):
-        return DeferredBatch(None, sources, params, lead, first.size, first.blur_kernel, origins=origins)
+        return DeferredBatch(None, sources, params, lead, first.size, first.blur_kernel, form=JPEG, origins=origins)
     frames, made, sizes = frames_batch(sources, planes=form != RGB, origins=origins)
     return DeferredBatch(frames, None, params, lead, first.size, first.blur_kernel, form=made, sizes=sizes)
 
@@ -229,6 +229,8 @@ def source_images(batch: DeferredBatch) -> torch.Tensor:
         return batch.pixels.to(batch.device).permute(0, 3, 1, 2).float()
     try:
         images = torchvision.io.decode_jpeg(batch.jpegs, mode=torchvision.io.ImageReadMode.RGB, device=batch.device)
+    except (torch.OutOfMemoryError, torch.AcceleratorError):
+        raise
     except RuntimeError:  # a JPEG the device's decoder refuses: the workers' decoder takes the batch or names the frame
         frames = frames_batch(batch.jpegs, planes=False, origins=batch.origins)[0]
         return frames.to(batch.device).permute(0, 3, 1, 2).float()
