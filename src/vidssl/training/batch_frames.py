@@ -118,7 +118,7 @@ def planes_rgb(frames: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     column_sums = 3 * rows_of(near) + rows_of(far)
     across = column_sums.gather(3, k.view(n, 1, 1, width).expand(n, 2, height, width))
     other = column_sums.gather(3, beside.view(n, 1, 1, width).expand(n, 2, height, width))
-    rounding = (8 - cols % 2).view(n, 1, 1, width)
+    rounding = (8 - cols % 2).int().view(n, 1, 1, width)  # int32 throughout (int64 doubles the memory)
     cb, cr = ((3 * across + other + rounding) >> 4).sub(128).unbind(1)
     luma = y.gather(1, rows.view(n, height, 1).expand(n, height, y.shape[2])).gather(
         2, cols.view(n, 1, width).expand(n, height, width)).int()
