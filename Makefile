@@ -22,7 +22,8 @@ test: $(STAMP) chromium turbojpeg
 	$(VENV)/bin/python -m pytest -q --durations=20
 
 # Debian packages a target needs: $(1) installed when `$(2)` fails, where that can be done (root and apt-get); elsewhere
-# nothing is installed and the line says what does without it ($(3)). A failed install where it can be done fails here.
+# nothing is installed and the line says what does without it ($(3)). A failed install where it can be done fails here,
+# unless $(4) is `optional` (the package only speeds things up): then it says so and goes on.
 define debian
 	@if $(2); then :; \
 	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
@@ -30,7 +31,8 @@ define debian
 	else \
 		echo "$(1): installing Debian's $(1) package"; \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends $(1) >/dev/null; \
+			apt-get install -y -q --no-install-recommends $(1) >/dev/null \
+			$(if $(filter optional,$(4)),|| echo "$(1): the install failed: $(3)",); \
 	fi
 endef
 
@@ -38,12 +40,12 @@ endef
 chromium:
 	$(call debian,chromium,command -v chromium >/dev/null || command -v chromium-browser >/dev/null,the report test will skip)
 
-# libjpeg-turbo's TurboJPEG library: the device path's workers decode frames to YCbCr planes for a GPU with it
-# (vidssl.core.images.decodes_to_planes is the check).
-TURBOJPEG_HERE = $(VENV)/bin/python -c "import sys; from vidssl.core.images import decodes_to_planes as d; \
-	sys.exit(not d((16, 16, 'YCbCr', '420')))"
+# libjpeg-turbo's TurboJPEG library: with it the device path's workers decode frames to YCbCr planes for a GPU that
+# does not decode JPEGs itself (vidssl.core.images.planes_decoder_here is the check).
+TURBOJPEG_HERE = $(VENV)/bin/python -c "import sys; from vidssl.core.images import planes_decoder_here as here; \
+	sys.exit(not here())"
 turbojpeg: $(STAMP)
-	$(call debian,libturbojpeg0,$(TURBOJPEG_HERE),the workers decode to RGB and the planes tests skip)
+	$(call debian,libturbojpeg0,$(TURBOJPEG_HERE),the workers send such a GPU RGB and the planes tests skip,optional)
 
 bench: $(STAMP) turbojpeg
 	$(VENV)/bin/python benchmarks/run.py

@@ -34,11 +34,13 @@ from torch.utils.data import DataLoader
 from torchvision.io import decode_jpeg
 from torchvision.ops import roi_align
 
+from vidssl.core.images import planes_decoder_here
 from vidssl.core.io import write_csv
 from vidssl.evaluation.features import extract
 from vidssl.models.backbone import random_backbone
 from vidssl.training import distributed
 from vidssl.training.batch_frames import JPEG, PLANES
+from vidssl.training.device_augment import decodes_jpeg
 from vidssl.training.methods import build_objective, get
 from vidssl.training.optim import build_optimizer
 from vidssl.training.samples import step_batches
@@ -119,8 +121,12 @@ def augment_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
     world, rows = bench_train.make_world(root / "augment_world"), []
     where = f"fti, {size['arch']} {size['image_size']} px from 128 px frames, batch {size['batch']}, {workers} workers"
     forms = {"workers": None, "device": None}  # the device path's frames as the run chooses them (frames_for)
-    if device.type == "cuda":  # each form a GPU can be sent
-        forms = {"workers": None, "device, workers decoding to YCbCr planes": PLANES, "device, nvJPEG decoding": JPEG}
+    if device.type == "cuda":  # each form this GPU can be sent; one this machine lacks is left out, not mislabelled
+        forms = {"workers": None}
+        if planes_decoder_here():
+            forms["device, workers decoding to YCbCr planes"] = PLANES
+        if decodes_jpeg(device):
+            forms["device, nvJPEG decoding"] = JPEG
     for name, frames in forms.items():
         cfg = train_config(size, size["real_steps"], workers)
         cfg["train"]["augment_on"] = name.split(",")[0]
@@ -134,7 +140,7 @@ def augment_rows(size: dict, device: torch.device, root: Path) -> list[dict]:
         bench_augment.read_decoded(blob)
     rows.append(row("augment", "JPEG decode ms per 256 px frame (libjpeg-turbo on one core, as the workers decode)",
                     round((time.perf_counter() - start) / len(blobs) * 1000, 3), "ms"))
-    if device.type == "cuda":
+    if decodes_jpeg(device):
         tensors = [torch.from_numpy(blob) for blob in blobs]
         decode_jpeg(tensors, device=device)
         torch.cuda.synchronize()

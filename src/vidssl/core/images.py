@@ -64,6 +64,11 @@ def jpeg_shape(blob: np.ndarray) -> tuple[int, int] | None:
     return None if header is None else header[:2]
 
 
+def planes_decoder_here() -> bool:
+    """Whether libjpeg-turbo's TurboJPEG library, which `decode_jpegs_to_planes` calls, is installed."""
+    return _turbojpeg() is not None
+
+
 def decodes_to_planes(header: tuple[int, int, str, str] | None) -> bool:
     """Whether `decode_jpegs_to_planes` decodes a JPEG with this header: libjpeg-turbo's TurboJPEG library is here,
     and the JPEG is YCbCr 4:2:0 wide enough (5 pixels) for libjpeg's fancy upsampling, which
@@ -88,7 +93,7 @@ def decode_jpegs_to_planes(blobs: list[np.ndarray], luma: np.ndarray, chroma: np
     y, c = luma.ctypes.data, chroma.ctypes.data
     for i, blob in enumerate(blobs):
         header, blob = jpeg_header(blob), np.ascontiguousarray(blob)
-        if not decodes_to_planes(header) or header[0] > height or header[1] > width or not _sequential(blob):
+        if not decodes_to_planes(header) or header[0] > height or header[1] > width or not sequential_jpeg(blob):
             return False
         cb = c + i * chroma.strides[0]
         planes = (ctypes.c_void_p * 3)(y + i * luma.strides[0], cb, cb + chroma.strides[1])
@@ -104,7 +109,7 @@ def decode_jpegs_to_planes(blobs: list[np.ndarray], luma: np.ndarray, chroma: np
     return True
 
 
-def _sequential(blob: np.ndarray) -> bool:
+def sequential_jpeg(blob: np.ndarray) -> bool:
     """Whether a JPEG's frame is sequential (SOF0 baseline or SOF1 extended, Huffman-coded), from its markers."""
     data, i = memoryview(blob), 2
     while i + 4 <= len(data) and data[i] == 0xFF:

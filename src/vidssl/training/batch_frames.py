@@ -16,7 +16,7 @@ import math
 import torch
 
 from vidssl.core.errors import UserError
-from vidssl.core.images import decode_jpeg, decode_jpegs_to_planes, decodes_to_planes, jpeg_header
+from vidssl.core.images import decode_jpeg, decode_jpegs_to_planes, decodes_to_planes, jpeg_header, sequential_jpeg
 
 UNDECODABLE = "a stored frame's JPEG does not decode"
 RGB, PLANES, JPEG = "rgb", "ycbcr420", "jpeg"  # a batch's frames: pixels, planes, or the bytes for the device
@@ -39,7 +39,8 @@ def frames_batch(sources: list[torch.Tensor], planes: bool = True,
     sizes = [tuple(s.shape[:2]) if s.dim() == 3 else header and header[:2] for s, header in zip(sources, headers)]
     if None in sizes:
         raise UserError(undecodable(origins[sizes.index(None)]))
-    frames = planar(sources, sizes) if planes and all(decodes_to_planes(h) for h in headers) else None
+    as_planes = planes and all(decodes_to_planes(h) and sequential_jpeg(s.numpy()) for s, h in zip(sources, headers))
+    frames = planar(sources, sizes) if as_planes else None
     form = RGB if frames is None else PLANES
     frames = padded(sources, sizes, origins) if frames is None else frames
     return frames, form, torch.tensor(sizes, dtype=torch.int64)

@@ -120,11 +120,11 @@ class TrainingSamples(torch.utils.data.Dataset):
         the device; a region of one sends the frame once)."""
         if self.deferred:
             blobs = store.jpeg_rows(rows)
-            return [SourceImage.of_jpeg(blob, f"{store.path}, row {row}") for row, blob in zip(rows, blobs)]
+            return [SourceImage.of_jpeg(blob, origin(store, row)) for row, blob in zip(rows, blobs)]
         images = store.read_rows(rows)
         for row, image in zip(rows, images):
             if image is None:
-                raise UserError(undecodable(f"{store.path}, row {row}"))
+                raise UserError(undecodable(origin(store, row)))
         return images
 
     def labelled_image(self, index: int) -> tuple[np.ndarray, int]:
@@ -143,6 +143,11 @@ class TrainingSamples(torch.utils.data.Dataset):
             box = None if boxes is None else boxes[i % len(images)]
             views.append(self.local_augment(around(image, box), None, rng)[0])
         return {"x_local": stack_views(views)}
+
+
+def origin(store: ChunkStore, row: int) -> str:
+    """Where a stored frame was read, as an error names it."""
+    return f"{store.path}, row {row}"
 
 
 def around(image: np.ndarray, box) -> np.ndarray:
