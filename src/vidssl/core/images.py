@@ -73,7 +73,7 @@ def decodes_to_planes(header: tuple[int, int, str, str] | None) -> bool:
     """Whether `decode_jpegs_to_planes` decodes a JPEG with this header: libjpeg-turbo's TurboJPEG library is here,
     and the JPEG is YCbCr 4:2:0 wide enough (5 pixels) for libjpeg's fancy upsampling, which
     vidssl.training.batch_frames.planes_rgb repeats."""
-    return header is not None and header[2:] == ("YCbCr", "420") and header[1] > 4 and _turbojpeg() is not None
+    return header is not None and header[2:] == ("YCbCr", "420") and header[1] > 4 and planes_decoder_here()
 
 
 def decode_jpegs_to_planes(blobs: list[np.ndarray], luma: np.ndarray, chroma: np.ndarray) -> bool:

@@ -41,8 +41,10 @@ def frames_batch(sources: list[torch.Tensor], planes: bool = True,
         raise UserError(undecodable(origins[sizes.index(None)]))
     as_planes = planes and all(decodes_to_planes(h) and sequential_jpeg(s.numpy()) for s, h in zip(sources, headers))
     frames = planar(sources, sizes) if as_planes else None
-    form = RGB if frames is None else PLANES
-    frames = padded(sources, sizes, origins) if frames is None else frames
+    if frames is None:
+        frames, form = padded(sources, sizes, origins), RGB
+    else:
+        form = PLANES
     return frames, form, torch.tensor(sizes, dtype=torch.int64)
 
 

@@ -226,17 +226,21 @@ def source_images(batch: DeferredBatch) -> torch.Tensor:
     if batch.form == PLANES:
         return planes_rgb(batch.pixels.to(batch.device), batch.sizes)
     if batch.pixels is not None:
-        return batch.pixels.to(batch.device).permute(0, 3, 1, 2).float()
+        return rgb_images(batch.pixels, batch.device)
     try:
         images = torchvision.io.decode_jpeg(batch.jpegs, mode=torchvision.io.ImageReadMode.RGB, device=batch.device)
     except (torch.OutOfMemoryError, torch.AcceleratorError):
         raise
     except RuntimeError:  # a JPEG the device's decoder refuses: the workers' decoder takes the batch or names the frame
-        frames = frames_batch(batch.jpegs, planes=False, origins=batch.origins)[0]
-        return frames.to(batch.device).permute(0, 3, 1, 2).float()
+        return rgb_images(frames_batch(batch.jpegs, planes=False, origins=batch.origins)[0], batch.device)
     height, width = max(i.shape[1] for i in images), max(i.shape[2] for i in images)
     return torch.cat([F.pad(i[None].float(), (0, width - i.shape[2], 0, height - i.shape[1]), mode="replicate")
                       for i in images])
+
+
+def rgb_images(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """N x H x W x 3 uint8 RGB frames as N x 3 x H x W float on `device`."""
+    return pixels.to(device).permute(0, 3, 1, 2).float()
 
 
 def crop_resize_flip(images: torch.Tensor, p: dict, size: int) -> torch.Tensor:

@@ -172,7 +172,8 @@ def set_up(method: Method, files: dict, labelled: str | None, out_dir: str, cfg:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.trainable(), cfg["train"])
     settings = weight_settings(cfg)
-    settings["train"]["augment_on"] = where + " (JPEGs decoded there)" * (frames == JPEG)  # as `auto` resolved on this device
+    # as `auto` resolved on this device; planes and RGB give the same pixels, the device's JPEG decoder its own
+    settings["train"]["augment_on"] = where + " (JPEGs decoded there)" * (frames == JPEG)
     identity = run_identity(method.name, settings, {key: files[key] for key in method.inputs}, labelled,
                             items)
     return Run(method, cfg, data, items, device, model, optimizer, out=Path(out_dir), identity=identity,
